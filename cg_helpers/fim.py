@@ -461,7 +461,8 @@ def fit_to_budget(
         kept_a = "".join(a_lines[:na])
         # The cursor's own line may alone exceed the room: keep its characters nearest the cursor.
         if nb == 0 and b_lines:
-            kept_b = _tail_chars(b_lines[0], int(room * before_share) if a_lines else room, counter)
+            a_cost = counter([kept_a])[0] if kept_a else 0
+            kept_b = _tail_chars(b_lines[0], room - a_cost, counter)
         if na == 0 and a_lines:
             kept_a = _head_chars(a_lines[0], room - counter([kept_b])[0], counter)
         return kept_b, kept_a
