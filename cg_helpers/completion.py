@@ -228,6 +228,7 @@ class Completer:
         self.pad_id = int(self.tokenizer.pad_token_id)
         self._shapes: set[tuple] = set()
         self._sampling = Sampling()
+        self._seed_state: list[Any] = []
         self._lock = threading.Lock()
         self._step_fns: dict[str, Any] = {}
 
@@ -316,6 +317,12 @@ class Completer:
             # compile() resets the compiled generate function: it is a new shape.
             self.lm.compile(sampler=sampling.keras_sampler())
             self._sampling = sampling
+            self._seed_state = [np.array(v.numpy() if hasattr(v, "numpy") else v.value)
+                                for v in self.lm.sampler.variables]
+        if sampling.seed is not None:
+            # Same seed, same sample: rewind the sampler's seed state before every call.
+            for var, value in zip(self.lm.sampler.variables, self._seed_state):
+                var.assign(value)
         return sampling
 
     # ------------------------------------------------------------------ generate (batched)

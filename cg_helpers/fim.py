@@ -255,8 +255,9 @@ def extract_middle(generated: str, prompt: str | None = None,
     """The completion alone, from text that may or may not echo the prompt.
 
     * If ``prompt`` is given and ``generated`` starts with it, the echo is removed.
-    * Else, if ``generated`` holds ``<|fim_middle|>`` (an echo whose ``<bos>`` or spacing
-      differs), everything up to and including its first occurrence is removed.
+    * Else, if ``generated`` holds ``<|fim_prefix|>`` followed later by ``<|fim_middle|>`` (an
+      echo that differs from ``prompt``, or no ``prompt`` given), everything up to and including
+      that ``<|fim_middle|>`` is removed.
     * The result is cut at the first stop token.
 
     Example:
@@ -269,8 +270,10 @@ def extract_middle(generated: str, prompt: str | None = None,
         text = text[len(prompt):]
     elif prompt and text.startswith(BOS + prompt):
         text = text[len(BOS + prompt):]
-    elif FIM_MIDDLE in text and (prompt is None or FIM_MIDDLE in prompt):
-        text = text.split(FIM_MIDDLE, 1)[1]
+    elif FIM_PREFIX in text and FIM_MIDDLE in text[text.index(FIM_PREFIX):]:
+        # An echo (it has the prompt's structure): the middle starts after <|fim_middle|>.
+        start = text.index(FIM_PREFIX)
+        text = text[text.index(FIM_MIDDLE, start) + len(FIM_MIDDLE):]
     end, _ = find_stop(text, stop_tokens)
     return text[:end]
 
@@ -461,8 +464,10 @@ def fit_to_budget(
         kept_a = "".join(a_lines[:na])
         # The cursor's own line may alone exceed the room: keep its characters nearest the cursor.
         if nb == 0 and b_lines:
-            a_cost = counter([kept_a])[0] if kept_a else 0
-            kept_b = _tail_chars(b_lines[0], room - a_cost, counter)
+            b_room = room - (counter([kept_a])[0] if kept_a else 0)
+            if na == 0 and a_lines:  # both nearest lines are too long: share the room
+                b_room = int(room * before_share)
+            kept_b = _tail_chars(b_lines[0], b_room, counter)
         if na == 0 and a_lines:
             kept_a = _head_chars(a_lines[0], room - counter([kept_b])[0], counter)
         return kept_b, kept_a
