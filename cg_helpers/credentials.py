@@ -598,14 +598,17 @@ def actionable_error(exc: BaseException, preset: str | None = None,
         page = kaggle_model_page(preset) if preset else "https://www.kaggle.com/models/keras/codegemma"
         who = creds()
         what = f"CodeGemma preset {preset}" if preset else "this CodeGemma preset"
-        msg = (f"Kaggle refused to download {what} (403): the account {_who(who)} has not "
-               f"accepted the model's terms. Open {page}, sign in as that account, accept the "
-               "Gemma license ('Request access' / 'Acknowledge license'), then run this cell "
-               "again. Accepting with a different account does not help: the token must "
-               "belong to the account that accepted.")
+        accept = (f"Open {page}, sign in, accept the Gemma license ('Request access' / "
+                  "'Acknowledge license'), then run this cell again.")
         if who is None:
-            msg += "\nNo credentials were found either. How to add them:\n" + _how_to_add(_platform())
-        return TermsNotAcceptedError(msg)
+            return TermsNotAcceptedError(
+                f"Kaggle refused to download {what} (403). No Kaggle credentials were found, so "
+                f"the request was anonymous. {accept} Then add credentials of that same "
+                f"account:\n{_how_to_add(_platform())}")
+        return TermsNotAcceptedError(
+            f"Kaggle refused to download {what} (403): the account {_who(who)} has not "
+            f"accepted the model's terms. {accept} Accepting with a different account does not "
+            "help: the token must belong to the account that accepted.")
     if ("401 client error" in low or "unauthorized" in low
             or any(type(e).__name__ == "UnauthenticatedError" for e in chain)):
         return InvalidCredentialsError(_invalid_message(creds()))

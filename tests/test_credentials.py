@@ -412,7 +412,9 @@ def test_403_kagglehub_not_consented_chained(iso, leaks):
 def test_403_without_any_credentials_also_says_how_to_add_them(iso, leaks):
     err = cr.actionable_error(FileNotFoundError(KERAS_HUB_403))
     leaks.append(err)
-    assert "anonymous" in str(err) and "How to add them" in str(err)
+    assert isinstance(err, cr.TermsNotAcceptedError)
+    assert "anonymous" in str(err) and "Locally: `export KAGGLE_API_TOKEN" in str(err)
+    assert kaggle_model_page("code_gemma_7b_en") in str(err)
 
 
 @pytest.mark.parametrize("exc", [
