@@ -1,0 +1,8 @@
+"""``python -m cg_helpers``: see :mod:`cg_helpers.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
