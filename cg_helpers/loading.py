@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,10 +118,15 @@ PRACTICE_PRESET_DIR = Path(__file__).parent / "presets" / "practice_codegemma"
 def practice_preset_path() -> Path:
     """Path of the shipped offline practice model; a clear error if it is missing.
 
+    The environment variable ``CG_PRACTICE_PRESET`` points it at another preset directory.
+
     Example:
         >>> practice_preset_path().name      # doctest: +SKIP
         'practice_codegemma'
     """
+    override = os.environ.get("CG_PRACTICE_PRESET")
+    if override:  # e.g. a freshly trained checkpoint, or a tiny model for quick experiments
+        return Path(override).expanduser()
     if not (PRACTICE_PRESET_DIR / "config.json").is_file():
         raise FileNotFoundError(
             f"The offline practice model is missing from {PRACTICE_PRESET_DIR}. Reinstall "
