@@ -33,3 +33,29 @@ def test_lm(test_preset_dir):
 @pytest.fixture(scope="session")
 def test_tokenizer(test_lm):
     return test_lm.preprocessor.tokenizer
+
+
+def _has_gpu() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip (never fake) tests that need real Kaggle weights or a GPU unless they are there.
+
+    Kaggle tests also need ``CG_RUN_KAGGLE=1``: they download gigabytes.
+    """
+    run_kaggle = os.environ.get("CG_RUN_KAGGLE") == "1"
+    gpu = None
+    for item in items:
+        if "kaggle_key_required" in item.keywords and not run_kaggle:
+            item.add_marker(pytest.mark.skip(
+                reason="needs Kaggle credentials and network: set CG_RUN_KAGGLE=1 to run"))
+        if "gpu_required" in item.keywords:
+            gpu = _has_gpu() if gpu is None else gpu
+            if not gpu:
+                item.add_marker(pytest.mark.skip(reason="needs a GPU (none found)"))
