@@ -293,8 +293,7 @@ class SupportsCompleteMany(Protocol):
 
 
 def _model_name(completer: Any) -> str:
-    return str(getattr(completer, "label", None) or getattr(completer, "name", None)
-               or type(completer).__name__)
+    return str(getattr(completer, "name", None) or type(completer).__name__)
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:
@@ -444,7 +443,8 @@ def run_evaluation(completer: SupportsCompleteMany, split: Split = "single-line"
         bar.close()
     rows_by_id = {**done, **{r["task_id"]: r for r in new_rows}}
     rows = [rows_by_id[t.task_id] for t in selected if t.task_id in rows_by_id]
-    return EvaluationReport(split=split, model=model, rows=rows, results_path=path)
+    return EvaluationReport(split=split, model=model, rows=rows, results_path=path,
+                            label=str(getattr(completer, "label", None) or model))
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -464,6 +464,7 @@ class EvaluationReport:
     model: str
     rows: list[dict]
     results_path: Path | None = None
+    label: str | None = None  # shown in the table; defaults to ``model``
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "EvaluationReport":
@@ -501,7 +502,7 @@ class EvaluationReport:
         ci = "–" if s["ci_low"] is None else f"{_pct(s['ci_low'])}–{_pct(s['ci_high'])}"
         spt = "–" if s["seconds_per_task"] is None else f"{s['seconds_per_task']:.3f}"
         proj = "–" if s["projected_seconds"] is None else f"{s['projected_seconds']:.0f}"
-        lines = [f"| **{self.model}** (this run) | {s['n']} | {_pct(s['pass_at_1'])} | {ci} | "
+        lines = [f"| **{self.label or self.model}** (this run) | {s['n']} | {_pct(s['pass_at_1'])} | {ci} | "
                  f"{_pct(s['exact_match'])} | {spt} | {proj} |"]
         for ref in REPORTED:
             t = REPORTED_TIMING

@@ -324,3 +324,15 @@ def test_cli_runs_a_limited_benchmark(tmp_path, capsys):
     assert len(ev.read_results(results)) == 4 and plot.stat().st_size > 1000
     with pytest.raises(SystemExit):
         parser.parse_args(["--limit", "3", "--sample", "3"])
+
+
+def test_runs_with_the_real_completer_on_a_tiny_model(test_lm, tmp_path):
+    from cg_helpers.completion import Completer
+
+    c = Completer(test_lm, name="tiny-random", label="tiny random model (not CodeGemma)")
+    report = run_evaluation(c, "single-line", limit=3, batch_size=2, max_new_tokens=4,
+                            results_path=tmp_path / "tiny.jsonl", progress=False)
+    assert len(report.rows) == 3 and all(r["status"] in ("passed", "failed", "timeout", "memory",
+                                                         "crashed") for r in report.rows)
+    assert all(r["model"] == "tiny-random" and r["stop_reason"] for r in report.rows)
+    assert "tiny random model (not CodeGemma)" in report.table()
