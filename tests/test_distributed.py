@@ -136,6 +136,10 @@ def test_module_does_not_import_keras():
 
 
 # ---------------------------------------------------------------- 8 virtual devices (JAX)
+# One subprocess (about 45 s of CPU) builds two small models and runs every multi-device check.
+multi = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def multi_device(tmp_path_factory):
     work = tmp_path_factory.mktemp("distributed")
@@ -149,10 +153,12 @@ def multi_device(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@multi
 def test_worker_saw_eight_devices(multi_device):
     assert len(multi_device["devices"]) == 8
 
 
+@multi
 @pytest.mark.parametrize("model", ["like_2b", "like_7b"])
 @pytest.mark.parametrize("mesh", MESHES)
 def test_sharded_greedy_equals_unsharded(multi_device, model, mesh):
@@ -163,6 +169,7 @@ def test_sharded_greedy_equals_unsharded(multi_device, model, mesh):
     assert entry["meshes"][mesh]["info_mesh"] == json.loads(mesh.replace("(", "[").replace(")", "]"))
 
 
+@multi
 @pytest.mark.parametrize("model", ["like_2b", "like_7b"])
 @pytest.mark.parametrize("mesh", MESHES)
 def test_weights_are_split_over_the_model_axis(multi_device, model, mesh):
@@ -185,6 +192,7 @@ def test_weights_are_split_over_the_model_axis(multi_device, model, mesh):
         assert k["shard_shape"] == k["shape"] and k["distinct_shards"] == 1
 
 
+@multi
 def test_data_parallel_equals_one_device(multi_device):
     ref = multi_device["dp_reference"]
     assert len(ref) == 8 and sum(r[1] for r in ref) > 0
@@ -194,6 +202,7 @@ def test_data_parallel_equals_one_device(multi_device):
     assert multi_device["dp_output_shard_shape"] == [1, 128]           # 8 rows, 1 per device
 
 
+@multi
 def test_distributed_errors_are_clear(multi_device):
     errors = multi_device["errors"]
     assert errors["heads_over_3"]["type"] == "LayoutError"
@@ -204,7 +213,33 @@ def test_distributed_errors_are_clear(multi_device):
     assert batch["type"] == "LayoutError" and "Use batch_size=8" in batch["message"]
 
 
+@multi
 def test_stock_layout_fails_on_one_kv_head(multi_device):
     # Why codegemma_layout_map exists: KerasHub's own map cannot split one key/value head.
     err = multi_device["errors"]["stock_layout_one_kv_head"]
     assert err is not None and "dimension size is 1" in err["message"]
+
+
+# ---------------------------------------------------------------- notebook 09
+@pytest.mark.slow   # 45-75 s wall (about 18 s of CPU) on a shared 2-core machine
+def test_notebook_09_runs_offline_on_8_virtual_devices(tmp_path):
+    import nbformat
+    import papermill
+
+    src = ROOT / "notebooks" / "09_scale_out.ipynb"
+    nb = nbformat.read(src, as_version=4)
+    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
+               for c in nb.cells if c.cell_type == "code"), "commit the notebook with outputs stripped"
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    out = tmp_path / "09_out.ipynb"
+    papermill.execute_notebook(str(src), str(out), parameters={"OFFLINE": True},
+                               cwd=str(src.parent), kernel_name="python3", progress_bar=False)
+    done = nbformat.read(out, as_version=4)
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     for c in done.cells if c.cell_type == "code" for o in c.outputs)
+    assert "8 devices: cpu:0" in text
+    assert "NOT CodeGemma" in text
+    assert "code_gemma_7b_en in float16 on 2 x T4" in text          # memory plan, 2xT4
+    assert "TPU v3-8" in text and "weights per device    2.13 GB" in text
+    assert "P('model', None, None)" in text                         # weights really split
+    assert "gives the same completions as the sharded model: True" in text
