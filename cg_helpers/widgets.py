@@ -47,6 +47,8 @@ PRACTICE_BADGE = "offline practice model — not CodeGemma"
 
 _CSS = """<style>
 .cg-ui { max-width: 980px; }
+.cg-ui .cg-code, .cg-ui .cg-result { min-width: 0; }
+.cg-ui .cg-result .widget-html-content { min-width: 0; }
 .cg-ui .cg-code textarea { font-family: var(--jp-code-font-family, monospace); font-size: 13px;
   line-height: 1.35; white-space: pre; tab-size: 4; }
 .cg-ui .cg-label { font-weight: 600; margin: 6px 0 0 2px; }
@@ -239,13 +241,16 @@ class CompletionUI:
         self._switching = False
         self._context_rows: list[tuple[W.Text, W.Textarea, W.Box]] = []
 
-        full = W.Layout(width="100%")
+        # width "auto" stretches to the column; "100%" would overflow by the widget margins.
+        def full() -> W.Layout:
+            return W.Layout(width="auto")
+
         # --- code entry
-        self.before = W.Textarea(value=before, rows=8, layout=full,
+        self.before = W.Textarea(value=before, rows=8, layout=full(),
                                  placeholder="Code before the cursor…")
-        self.after = W.Textarea(value=after, rows=5, layout=full,
+        self.after = W.Textarea(value=after, rows=5, layout=full(),
                                 placeholder="Code after the cursor (may be empty)…")
-        self.code = W.Textarea(value="", rows=12, layout=full,
+        self.code = W.Textarea(value="", rows=12, layout=full(),
                                placeholder=f"Your code, with {cursor_marker} where the "
                                            "completion goes…")
         for area, cls in ((self.before, "cg-before"), (self.after, "cg-after"),
@@ -270,9 +275,12 @@ class CompletionUI:
                                           layout=W.Layout(width="360px"))
         self.method = W.ToggleButtons(options=[("greedy", "greedy"), ("top-k", "top_k"),
                                                ("top-p", "top_p")], value="greedy",
-                                      description="Sampling",
-                                      style={"button_width": "70px",
-                                             "description_width": "initial"})
+                                      tooltips=["always the most likely token",
+                                                "sample from the k most likely tokens",
+                                                "sample from the smallest set with total "
+                                                "probability p"],
+                                      style={"button_width": "70px"},
+                                      layout=W.Layout(width="auto"))
         self.temperature = W.FloatSlider(value=0.8, min=0.05, max=2.0, step=0.05,
                                          description="Temperature",
                                          layout=W.Layout(width="300px"))
@@ -289,7 +297,7 @@ class CompletionUI:
         # --- buttons
         self.complete_button = W.Button(description="Complete", button_style="primary",
                                         icon="play", tooltip="Fill in the code at the cursor")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop",
+        self.stop_button = W.Button(description="Stop", icon="stop",
                                     disabled=True, tooltip="Stop the running completion")
         self.warmup_button = W.Button(description="Warm up", icon="fire",
                                       tooltip="Compile the model now so the first completion "
@@ -321,13 +329,14 @@ class CompletionUI:
         self.message = W.HTML(value="", layout=W.Layout(display="none"))
         self.message.add_class("cg-message")
         self.result = W.HTML(value=render_completion(before, "", after, running=False)
-                             if (before or after) else self._placeholder_view())
+                             if (before or after) else self._placeholder_view(), layout=full())
         self.result.add_class("cg-result")
         self.status = W.HTML(value="")
         self.status.add_class("cg-status-line")
         self._set_idle_status()
         self.history_select = W.Dropdown(options=[("(no completions yet)", -1)], value=-1,
-                                         description="History", layout=W.Layout(width="520px"))
+                                         description="History", style={"description_width": "initial"},
+                                         layout=W.Layout(width="640px"))
         self.insert_button = W.Button(description="Insert into code", icon="level-down",
                                       disabled=True,
                                       tooltip="Put the chosen completion into the code areas")
@@ -338,7 +347,9 @@ class CompletionUI:
         self._header = header
         self.widget = W.VBox([
             W.HTML(_CSS), header, self.mode, self._split_box, self._marker_box,
-            W.HBox([self.max_new_tokens, self.method], layout=W.Layout(flex_flow="row wrap")),
+            W.HBox([self.max_new_tokens,
+                    W.Label("Sampling", layout=W.Layout(width="auto", margin="0 4px 0 24px")),
+                    self.method], layout=W.Layout(flex_flow="row wrap", align_items="center")),
             self._sampling_box,
             self.options,
             W.HBox([self.complete_button, self.stop_button, self.warmup_button]),
@@ -426,7 +437,7 @@ class CompletionUI:
         path_w = W.Text(value=path, placeholder="path, e.g. utils.py", description="Path",
                         layout=W.Layout(width="360px"))
         content_w = W.Textarea(value=content, rows=4, placeholder="file content",
-                               layout=W.Layout(width="100%"))
+                               layout=W.Layout(width="auto"))
         content_w.add_class("cg-code")
         remove = W.Button(description="Remove", icon="trash", layout=W.Layout(width="110px"))
         row = W.VBox([W.HBox([path_w, remove]), content_w],
@@ -526,6 +537,7 @@ class CompletionUI:
                              "<i>completing…</i></div>")
         self.result.value = render_completion(before, "", after, running=True)
         self.stop_button.disabled = False
+        self.stop_button.button_style = "danger"
         if self.run_in_thread:
             self._thread = threading.Thread(target=self._run, args=(stream, before, after),
                                             name="cg-completion", daemon=True)
@@ -562,6 +574,7 @@ class CompletionUI:
 
     def _finish(self) -> None:
         self.stop_button.disabled = True
+        self.stop_button.button_style = ""
         self.complete_button.disabled = False
         self.warmup_button.disabled = False
         self._busy.release()
