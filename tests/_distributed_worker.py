@@ -107,6 +107,9 @@ def main(out_path, workdir):
                 "placement": placement(loaded.model),
                 "info_mesh": list(loaded.info["mesh_shape"]),
             }
+            if mesh == (2, 4):      # streaming (its own jitted prefill/step) on a sharded model
+                entry["meshes"][str(mesh)]["stream"] = "".join(
+                    c.stream(*REQUESTS[0], max_new_tokens=MAX_NEW))
         report["models"][name] = entry
         report["timings"][name] = time.perf_counter() - t
 

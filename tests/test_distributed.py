@@ -171,6 +171,13 @@ def test_sharded_greedy_equals_unsharded(multi_device, model, mesh):
 
 @multi
 @pytest.mark.parametrize("model", ["like_2b", "like_7b"])
+def test_streaming_on_a_sharded_model_matches(multi_device, model):
+    entry = multi_device["models"][model]
+    assert entry["meshes"]["(2, 4)"]["stream"] == entry["reference"][0][0]
+
+
+@multi
+@pytest.mark.parametrize("model", ["like_2b", "like_7b"])
 @pytest.mark.parametrize("mesh", MESHES)
 def test_weights_are_split_over_the_model_axis(multi_device, model, mesh):
     entry = multi_device["models"][model]
