@@ -41,10 +41,10 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 
 from cg_helpers.sandbox import run_python
 
@@ -548,6 +548,11 @@ class EvaluationReport:
             >>> report.plot("position").savefig("pass_by_position.png")     # doctest: +SKIP
         """
         from matplotlib.figure import Figure
+
+        try:  # in a notebook this hooks up inline display of Figure objects; creates no figure
+            import matplotlib.pyplot  # noqa: F401
+        except Exception:  # noqa: BLE001 - a broken GUI backend must not stop a saved plot
+            pass
 
         if by == "problem":
             stats = [(p["problem_id"].rsplit("/", 1)[-1], p["passed"], p["tasks"])

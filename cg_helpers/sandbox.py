@@ -67,8 +67,11 @@ def _lim(kind, value):
         pass
 _lim(resource.RLIMIT_CORE, 0)
 _lim(resource.RLIMIT_FSIZE, fsize)
-resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+_lim(resource.RLIMIT_AS, mem)  # best effort: macOS refuses RLIMIT_AS; the wall clock still holds
+try:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+except (ValueError, OSError):
+    pass
 with open("candidate.py", encoding="utf-8") as f:
     _src = f.read()
 if block_net:
@@ -191,6 +194,9 @@ def run_python(source: str, *, timeout: float = 10.0, cpu_seconds: int | None = 
     if timeout <= 0 or memory_mb <= 0:
         raise ValueError(f"timeout and memory_mb must be positive, got {timeout} and {memory_mb}.")
     cpu = int(cpu_seconds if cpu_seconds is not None else max(1, math.ceil(timeout)))
+    if os.name != "posix":
+        raise OSError("The sandbox needs a POSIX system (resource limits and process groups); "
+                      "run the evaluation on Linux (Colab, Kaggle, WSL) or macOS.")
     if isolation not in (None, "unshare", "socket-shim"):
         raise ValueError(f"isolation must be 'unshare', 'socket-shim' or None, got {isolation!r}.")
     isolation = "none" if network else (isolation or network_isolation())
