@@ -336,8 +336,9 @@ def load_sharded(preset: Any = "code_gemma_7b_en", *, mesh_shape: Sequence[int] 
                  **kwargs: Any) -> LoadedModel:
     """Load a preset model-parallel: weights split over the mesh's ``"model"`` axis.
 
-    ``mesh_shape`` is ``(batch, model)``; default ``(1, n devices)``. The layout is checked
-    against the preset's dimensions *before* anything is loaded. Wrap the result with
+    ``mesh_shape`` is ``(batch, model)``; default: :func:`suggest_mesh` for the devices present
+    (the largest model axis that divides the model, e.g. ``(1, 8)`` for 7B on 8 devices). The
+    layout is checked against the preset's dimensions *before* anything is loaded. Wrap the result with
     ``Completer.from_loaded``. Needs the JAX backend.
 
     Example:
@@ -347,8 +348,11 @@ def load_sharded(preset: Any = "code_gemma_7b_en", *, mesh_shape: Sequence[int] 
     import keras
 
     _require_jax()
-    mesh = make_mesh(mesh_shape, devices=devices)
     dims = model_dims(preset)
+    if mesh_shape is None:
+        n = len(devices) if devices is not None else len(keras.distribution.list_devices())
+        mesh_shape = suggest_mesh(dims, n)
+    mesh = make_mesh(mesh_shape, devices=devices)
     layout = codegemma_layout_map(mesh, dims)
     distribution = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name=BATCH)
     return _load(preset, distribution, dtype,

@@ -137,6 +137,9 @@ def main(out_path, workdir):
                                        progress=False))
     report["timings"]["data_parallel"] = time.perf_counter() - t
 
+    # No mesh given: the largest model axis that divides the model (8 heads over 8 devices).
+    report["default_mesh"] = list(load_sharded(small).info["mesh_shape"])
+
     # Errors: a layout that does not divide the model, a mesh that does not match the devices.
     report["errors"] = {
         "heads_over_3": error_of(lambda: load_sharded(small, mesh_shape=(1, 3),

@@ -210,6 +210,11 @@ def test_data_parallel_equals_one_device(multi_device):
 
 
 @multi
+def test_default_mesh_puts_every_device_on_the_model_axis(multi_device):
+    assert multi_device["default_mesh"] == [1, 8]
+
+
+@multi
 def test_distributed_errors_are_clear(multi_device):
     errors = multi_device["errors"]
     assert errors["heads_over_3"]["type"] == "LayoutError"
