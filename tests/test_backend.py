@@ -14,6 +14,21 @@ from cg_helpers import backend as be
 REPO = Path(__file__).resolve().parents[1]
 
 
+ENV_KEYS = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS", "TF_FORCE_GPU_ALLOW_GROWTH",
+            "XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE")
+
+
+@pytest.fixture(autouse=True)
+def restore_environment(monkeypatch):
+    """use_backend writes os.environ: let monkeypatch put every variable back afterwards."""
+    for key in ENV_KEYS:
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:                               # record "absent" so that undo removes it again
+            monkeypatch.setenv(key, "")
+            monkeypatch.delenv(key)
+
+
 def run_python(code: str, env_extra: dict | None = None, timeout: int = 120) -> dict:
     """Run ``code`` in a fresh interpreter; it must print one JSON line last."""
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "OMP_NUM_THREADS")}
