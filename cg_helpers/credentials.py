@@ -201,7 +201,7 @@ def _kaggle_notebook_token(env) -> KaggleCredentials | None:
     return None
 
 
-def _env_token(env) -> KaggleCredentials | None:
+def _env_token(env, problems: list[tuple]) -> KaggleCredentials | None:
     value = env.get(TOKEN_NAME)
     if not value:
         return None
@@ -210,11 +210,15 @@ def _env_token(env) -> KaggleCredentials | None:
         if token:
             return KaggleCredentials("env_token_file", f"the file named by {TOKEN_NAME} ({value})",
                                      token, path=value)
+        # kagglesdk stops its token search here (no ~/.kaggle/access_token): so do we.
+        problems.append(("empty_token_file", value))
         return None
     return KaggleCredentials("env_token", f"environment variable {TOKEN_NAME}", value.strip())
 
 
-def _access_token_file() -> KaggleCredentials | None:
+def _access_token_file(problems: list[tuple]) -> KaggleCredentials | None:
+    if any(p[0] == "empty_token_file" for p in problems):
+        return None
     for name in ("access_token", "access_token.txt"):
         path = _home() / ".kaggle" / name
         token = _read_token_file(path)
@@ -377,6 +381,9 @@ def _missing_message(problems: list[tuple], platform: str) -> str:
             _, label, have, lack = p
             notes.append(f"found the {label} {have} but not {lack}: add {lack} too (or use "
                          f"{TOKEN_NAME} alone).")
+        elif p[0] == "empty_token_file":
+            notes.append(f"{TOKEN_NAME} names the file {p[1]}, which is empty: put the token "
+                         f"in it, or set {TOKEN_NAME} to the token itself.")
         elif p[0] == "error":
             _, label, name, kind = p
             notes.append(f"reading the {label} {name} failed ({kind}); if the secret exists, "
@@ -441,8 +448,8 @@ def find_credentials(*, interactive: bool = False, apply: bool = True) -> Kaggle
     env = os.environ
     problems: list[tuple] = []
     for finder in (_kagglehub_session_credentials, lambda: _kaggle_notebook_token(env),
-                   lambda: _env_token(env), _access_token_file, lambda: _env_username_key(env),
-                   lambda: _kaggle_json(env)):
+                   lambda: _env_token(env, problems), lambda: _access_token_file(problems),
+                   lambda: _env_username_key(env), lambda: _kaggle_json(env)):
         creds = finder()
         if creds is not None:
             return creds

@@ -150,6 +150,19 @@ def test_env_api_token_naming_a_file(iso, leaks):
     assert c.source_id == "env_token_file" and c._secret == kagglehub_secret() == FAKE
 
 
+def test_env_api_token_naming_an_empty_file_stops_token_search_like_kagglehub(iso, leaks):
+    empty = write(iso.tmp / "empty", "")
+    iso.mp.setenv("KAGGLE_API_TOKEN", str(empty))
+    write(iso.home / ".kaggle" / "access_token", FAKE)          # kagglesdk skips this now
+    assert kagglehub_secret() is None
+    with pytest.raises(cr.MissingCredentialsError, match="which is empty") as err:
+        cr.find_credentials()
+    leaks.append(err.value)
+    iso.mp.setenv("KAGGLE_USERNAME", "lee")
+    iso.mp.setenv("KAGGLE_KEY", FAKE[::-1])
+    assert cr.find_credentials()._secret == kagglehub_secret() == FAKE[::-1]
+
+
 def test_access_token_file(iso, leaks):
     write(iso.home / ".kaggle" / "access_token", FAKE)
     c = cr.find_credentials()
