@@ -134,3 +134,17 @@ def test_chart_of_plans_on_different_devices():
     plans = [mem.memory_plan(P7B, "bfloat16", d) for d in ("T4", "L4", "A100-40GB")]
     fig = mem.plot_memory_plan(plans)
     assert len(fig.axes[0].patches) == 9
+
+
+def test_dtype_choice_is_accepted_by_keras_as_a_plain_string():
+    import json
+
+    import keras
+
+    choice = mem.choose_dtype("T4")
+    policy = keras.dtype_policies.get(choice)
+    assert policy.compute_dtype == "float16" and policy.variable_dtype == "float16"
+    assert json.loads(json.dumps(keras.dtype_policies.serialize(policy)))
+    layer = keras.layers.Dense(2, dtype=choice)
+    layer.build((None, 3))
+    assert layer.kernel.dtype == "float16"
