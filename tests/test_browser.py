@@ -214,6 +214,10 @@ def _type_complete_and_wait(page, ui) -> dict:
     return state
 
 
+def _fmt(marks: dict) -> str:
+    return ", ".join(f"{k} at {v:.1f} s" for k, v in marks.items())
+
+
 def _check_state(state: dict) -> None:
     from cg_helpers.widgets import PRACTICE_BADGE
 
@@ -239,19 +243,24 @@ def test_jupyterlab_runs_notebook_and_completes(workdir):
     with _server("jupyterlab", cmd, workdir, f"{base}/api/status?token={token}"), \
             _browser(workdir) as page:
         try:
+            marks = {"server up": time.monotonic() - t0}
             page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}",
                       wait_until="domcontentloaded")
             page.wait_for_selector("#jupyterlab-splash", state="detached")
             # The toolbar's idle indicator lies while the kernel starts; the status bar doesn't.
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            marks["kernel idle"] = time.monotonic() - t0
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
             ui = page.locator(".cg-ui")
             ui.locator(".cg-before textarea").wait_for()
+            marks["app shown"] = time.monotonic() - t0
             # The notebook's own programmatic completion has finished and the kernel is idle.
             ui.locator(".cg-status-line", has_text="generated tokens").wait_for()
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            marks["notebook done"] = time.monotonic() - t0
             state = _type_complete_and_wait(page, ui)
+            marks["typed completion done"] = time.monotonic() - t0
             ui.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
             ui.screenshot(path=str(ARTIFACTS / "jupyterlab_widget_ui.png"))
@@ -259,7 +268,7 @@ def test_jupyterlab_runs_notebook_and_completes(workdir):
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-failure.png"))
             raise
     _check_state(state)
-    print(f"JupyterLab browser test: {time.monotonic() - t0:.1f} s")
+    print(f"JupyterLab browser test: {time.monotonic() - t0:.1f} s ({_fmt(marks)})")
 
 
 def test_voila_serves_notebook_as_app_and_completes(workdir):
@@ -272,12 +281,15 @@ def test_voila_serves_notebook_as_app_and_completes(workdir):
     with _server("voila", cmd, workdir, f"{base}/cg-ready-probe", any_status=True), \
             _browser(workdir) as page:
         try:
+            marks = {"server up": time.monotonic() - t0}
             page.goto(base + "/", wait_until="domcontentloaded")
             page.wait_for_selector("#loading", state="detached", timeout=120_000)
             ui = page.locator(".cg-ui")
             ui.locator(".cg-before textarea").wait_for()
             ui.locator(".cg-status-line", has_text="generated tokens").wait_for()
+            marks["notebook done"] = time.monotonic() - t0
             state = _type_complete_and_wait(page, ui)
+            marks["typed completion done"] = time.monotonic() - t0
             ui.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "voila.png"))
             ui.screenshot(path=str(ARTIFACTS / "voila_widget_ui.png"))
@@ -288,4 +300,4 @@ def test_voila_serves_notebook_as_app_and_completes(workdir):
     if os.environ.get("CG_UPDATE_DOCS_IMG") == "1":
         DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ARTIFACTS / "voila_widget_ui.png", DOCS_IMG)
-    print(f"Voila browser test: {time.monotonic() - t0:.1f} s")
+    print(f"Voila browser test: {time.monotonic() - t0:.1f} s ({_fmt(marks)})")
