@@ -301,3 +301,79 @@ def test_voila_serves_notebook_as_app_and_completes(workdir):
         DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ARTIFACTS / "voila_widget_ui.png", DOCS_IMG)
     print(f"Voila browser test: {time.monotonic() - t0:.1f} s ({_fmt(marks)})")
+
+
+STOP_NOTEBOOK_CODE = '''\
+import time
+from cg_helpers.completion import CompletionResult, CompletionStream
+from cg_helpers.widgets import build_ui
+
+
+class SlowCompleter:
+    """Yields a numbered piece every 50 ms for 30 s unless stopped (no model: a fast kernel)."""
+    name, label, is_practice, context_length = "slow fake", "slow fake", True, 512
+
+    def stream(self, before, after="", **options):
+        def run(handle):
+            out, t0 = [], time.perf_counter()
+            for i in range(600):
+                if handle.stopped:
+                    break
+                time.sleep(0.05)
+                out.append(f"{i} ")
+                yield out[-1]
+            handle.result = CompletionResult(
+                middle="".join(out), prompt="", before=before, after=after, prompt_tokens=1,
+                generated_tokens=len(out), stop_reason="stopped" if handle.stopped else "length",
+                stop_token=None, seconds=time.perf_counter() - t0, model_name=self.name,
+                model_label=self.label, is_practice=True, bucket=128)
+        return CompletionStream(run)
+
+
+ui = build_ui(SlowCompleter(), update_interval=0.0)
+ui
+'''
+
+
+def test_voila_stop_button_reaches_a_busy_kernel(workdir):
+    """In a real kernel the completion runs in a thread, so Stop is processed mid-stream, and a
+    double click starts one completion."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(STOP_NOTEBOOK_CODE)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nbformat.write(nb, workdir / "nb" / "stop_check.ipynb")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "voila", "stop_check.ipynb", "--no-browser", f"--port={port}",
+           "--Voila.ip=127.0.0.1", "--show_tracebacks=True", "--token="]
+    t0 = time.monotonic()
+    with _server("voila-stop", cmd, workdir, f"{base}/cg-ready-probe", any_status=True), \
+            _browser(workdir) as page:
+        try:
+            page.goto(base + "/", wait_until="domcontentloaded")
+            page.wait_for_selector("#loading", state="detached", timeout=120_000)
+            ui = page.locator(".cg-ui")
+            ui.locator(".cg-before textarea").fill("x = ")
+            page.wait_for_timeout(300)
+            ui.locator("button.jupyter-button", has_text="Complete").dblclick()
+            ui.locator(".cg-result", has_text="5 ").wait_for(timeout=30_000)
+            stop = ui.locator("button.jupyter-button", has_text="Stop")
+            page.wait_for_function("(b) => !b.disabled", arg=stop.element_handle())
+            stop.click()
+            ui.locator(".cg-status-line", has_text="stop: stopped").wait_for(timeout=20_000)
+            result = ui.locator(".cg-result").inner_text()
+            options = ui.locator(".widget-dropdown select option").all_inner_texts()
+            complete_disabled = ui.locator("button.jupyter-button",
+                                           has_text="Complete").is_disabled()
+            page.screenshot(path=str(ARTIFACTS / "voila_stop.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "voila-stop-failure.png"))
+            raise
+    numbers = result.removeprefix("x = ").split()
+    assert 5 <= len(numbers) < 590, result[:200]     # stopped well before the 600 pieces
+    assert numbers == [str(i) for i in range(len(numbers))], "a second stream interleaved"
+    assert len(options) == 1 and "stopped" in options[0], options   # one completion ran
+    assert not complete_disabled
+    print(f"Voila Stop test: {time.monotonic() - t0:.1f} s")
