@@ -95,7 +95,7 @@ def _match_known(name: str) -> DeviceSpec | None:
     for known in KNOWN_DEVICES:
         if key.lower() == known.lower():
             return KNOWN_DEVICES[known]
-    upper = key.upper()
+    upper = key.upper().replace("LITEPOD", "E")       # v5litepod-8 is the cloud name of v5e-8
     m = re.search(r"V(\d)([A-Z]?)[-_ ]?(\d+)", upper)
     if "TPU" in upper or (m and upper.startswith("V")):
         if m:

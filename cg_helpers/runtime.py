@@ -108,8 +108,7 @@ def _nvidia_smi(run: Callable[..., subprocess.CompletedProcess] = subprocess.run
 
 def _tpu_from_environment(environ: dict[str, str]) -> list[DeviceInfo]:
     kind = environ.get("TPU_ACCELERATOR_TYPE") or environ.get("TPU_NAME")
-    if kind or environ.get("COLAB_TPU_ADDR") or os.path.exists("/dev/accel0") \
-            or os.path.exists("/dev/vfio/0"):
+    if kind or environ.get("COLAB_TPU_ADDR") or os.path.exists("/dev/accel0"):
         return [DeviceInfo("tpu", f"TPU {kind}" if kind else "TPU")]
     return []
 

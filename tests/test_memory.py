@@ -44,6 +44,13 @@ def test_override_wins_and_warns_for_bf16_on_t4():
         mem.choose_dtype("T4", override="int8")
 
 
+def test_tpu_names_from_the_environment():
+    assert mem.resolve_device("TPU v5litepod-8").name == "TPU v5e-8"
+    assert mem.resolve_device(DeviceInfo("tpu", "TPU v3-8")).count == 8
+    odd = mem.resolve_device(DeviceInfo("tpu", "TPU v9x-4096"))
+    assert odd.kind == "tpu" and odd.bf16
+
+
 def test_unknown_device_name_lists_known():
     with pytest.raises(ValueError, match="Known: T4"):
         mem.resolve_device("GeForce 9000")
