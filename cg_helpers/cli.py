@@ -242,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - last resort: an actionable line, not a traceback
         message = str(err)
         try:
-            from .credentials import explain_error
-            message = str(explain_error(err, preset=getattr(args, "preset", None)))
+            from .credentials import actionable_error
+            message = str(actionable_error(err, preset=getattr(args, "preset", None)))
         except Exception:  # noqa: BLE001
             pass
         print(f"{parser.prog} {args.command}: {type(err).__name__}: {message}", file=sys.stderr)

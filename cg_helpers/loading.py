@@ -203,7 +203,14 @@ def load_model(preset: str | Path | None = "code_gemma_2b_en", dtype: str | None
     start = time.perf_counter()
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = keras_hub.models.GemmaCausalLM.from_preset(target, **kwargs)
+    if is_local:
+        model = keras_hub.models.GemmaCausalLM.from_preset(target, **kwargs)
+    else:
+        from .credentials import kaggle_errors_explained
+
+        # A 401/403 from Kaggle becomes an error that names the secret or terms page to fix.
+        with kaggle_errors_explained(target):
+            model = keras_hub.models.GemmaCausalLM.from_preset(target, **kwargs)
     seconds = time.perf_counter() - start
     info = read_model_info(target) if is_local else {}
     if is_local:

@@ -75,3 +75,18 @@ def test_load_real_codegemma_2b_and_complete_the_seed_example():
     assert not loaded.is_practice
     r = Completer.from_loaded(loaded).complete("import ", '\nif __name__ == "__main__":\n    sys.exit(0)')
     assert r.middle.strip() == "sys" and r.stop_reason in ("sentinel", "eos")
+
+
+def test_gated_403_becomes_an_actionable_error(monkeypatch):
+    """A faked keras-hub 403 (no network): the message names the terms page to accept."""
+    import keras_hub
+
+    def refuse(preset, **kwargs):
+        raise FileNotFoundError(
+            f"`config.json` is not accessible in preset directory `{preset}`. If this model is "
+            "gated, accept its terms on kaggle.com and retry.")
+
+    monkeypatch.setattr(keras_hub.models.GemmaCausalLM, "from_preset", refuse)
+    with pytest.raises(Exception) as err:
+        load_model("code_gemma_7b_en")
+    assert "https://www.kaggle.com/models/keras/codegemma/keras/code_gemma_7b_en" in str(err.value)
