@@ -285,7 +285,12 @@ class MemoryPlan:
 
     @property
     def title(self) -> str:
-        where = f"{self.num_devices} x {self.device.name}" if self.num_devices > 1 else self.device.name
+        if self.num_devices > 1 and self.device.count == self.num_devices and self.device.kind == "tpu":
+            where = f"{self.device.name} ({self.num_devices} cores)"   # "TPU v3-8 (8 cores)"
+        elif self.num_devices > 1:
+            where = f"{self.num_devices} x {self.device.name}"
+        else:
+            where = self.device.name
         return f"{self.preset} in {self.dtype} on {where}"
 
     def __str__(self) -> str:
