@@ -276,3 +276,69 @@ class SampleMaker:
         row[: len(ids)] = ids
         wt[: len(ids) - 1] = w[: len(ids) - 1]
         return row, wt
+
+
+def write_data_md(out_dir: str | Path, corpus_json: dict, args: dict) -> Path:
+    """Write DATA.md (sources, version, license, split, filters, file lists) into ``out_dir``."""
+    train, held, excl = corpus_json["train"], corpus_json["heldout"], corpus_json["excluded"]
+    lines = [
+        "# Training data of the offline practice model",
+        "",
+        "## Sources",
+        f"- **CPython {corpus_json['python_version']} standard library** as shipped with the "
+        f"interpreter that trained the model (`{corpus_json['stdlib']}`). License: the "
+        "Python Software Foundation License Version 2 (PSF-2.0), see `LICENSE.txt` in that "
+        "directory or <https://docs.python.org/3/license.html>.",
+        "  - Included: every `*.py` file below the stdlib directory, except the test suites "
+        "(any path part `test`, `tests`, `idle_test`), `site-packages`, `encodings/` (codec "
+        "tables) and `pydoc_data/` (help text), and files over 400 kB or not UTF-8.",
+        f"  - {len(train)} files for training, {len(held)} held out (listed below).",
+        "- **Simple generated Python** (`generated_snippet` in `tools/practice_corpus.py`, about "
+        f"{args.get('generated_frac', 0.08):.0%} of samples): `import m` lines followed by "
+        "typical uses of `m` (22 stdlib modules), and tiny two-variable arithmetic functions "
+        "(`def compute_total(price, tax): ...`). Written for this project, no license issue.",
+        "",
+        "## Held-out split",
+        "Whole files: a file is held out when the first 32 bits of SHA-256 of its path relative "
+        "to the stdlib directory, divided by 2^32-1, is below 0.04 (`heldout()` in "
+        "`tools/practice_corpus.py`). Evaluation (`tools/eval_practice_model.py`) only uses "
+        "held-out files.",
+        "",
+        "## Sample format",
+        "Each training row is one sample of at most "
+        f"{args.get('seq_len')} tokens, right-padded with `<pad>`:",
+        "- FIM, PSM order (about "
+        f"{1 - args.get('lm_frac', 0) - args.get('spm_frac', 0):.0%}): "
+        "`<bos><|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>{middle}<|file_separator|>`;"
+        " each part tokenized on its own, as the tokenizer splits a prompt at control tokens. "
+        "The prefix is trimmed from the left and the suffix from the right (text nearest the "
+        "cursor kept). Middles: 50 % the rest of a line after its indentation, 20 % the rest of "
+        "a line from a token boundary, 8 % a whole line with its newline, 8 % a span inside a "
+        "line, 14 % 2-6 lines.",
+        f"- FIM, SPM order (about {args.get('spm_frac', 0):.0%}): "
+        "`<bos><|fim_suffix|>{suffix}<|fim_prefix|>{prefix}<|fim_middle|>{middle}<|file_separator|>`.",
+        f"- Plain left-to-right (about {args.get('lm_frac', 0):.0%}): `<bos>{code}`.",
+        f"- Loss weights: 1.0 on the middle and the `<|file_separator|>` after it, "
+        f"{args.get('context_weight')} on the prefix/suffix tokens, 1.0 on plain samples.",
+        "",
+        "## The tutorial's seed examples are not in the data",
+        "The two examples used to judge the model (`import ` + `if __name__ == \"__main__\":` "
+        "`sys.exit(0)` -> `sys`; the `calculate_age` body -> `age = current_year - birth_year`) "
+        "and near copies are filtered out by `is_excluded()` in `tools/practice_corpus.py`, at "
+        "two levels: (1) whole files are dropped, and (2) every sampled window and every "
+        "generated snippet is checked again before it becomes a training row. A text is "
+        "excluded when it contains `calculate_age`, `birth_year` or `current_year`, or an "
+        "`import sys` line followed (blank lines aside) by an `if __name__ == \"__main__\":` "
+        "line and a `sys.exit(0)` line.",
+        f"- Files dropped by this filter in this run: {len(excl)} "
+        f"({', '.join(excl) if excl else 'none: no stdlib file holds them'}).",
+        "- The generated snippets never use those names (their name lists hold none of them).",
+        "",
+        f"## Training files ({len(train)})",
+        "", ", ".join(f"`{r}`" for r in train), "",
+        f"## Held-out files ({len(held)})",
+        "", ", ".join(f"`{r}`" for r in held), "",
+    ]
+    path = Path(out_dir) / "DATA.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -55,6 +55,8 @@ def parse_args(argv=None):
     ap.add_argument("--lm-frac", type=float, default=0.12)
     ap.add_argument("--spm-frac", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--init-preset", help="continue from this preset's weights and tokenizer "
+                    "(fresh optimizer state); appends to --log/loss.jsonl")
     ap.add_argument("--pilot", action="store_true", help="time steps only, save nothing")
     ap.add_argument("--dtype", default="auto", help="saved weight dtype: auto|float32|bfloat16")
     return ap.parse_args(argv)
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     np.random.seed(args.seed)
-    from practice_corpus import SampleMaker, load_stdlib
+    from practice_corpus import SampleMaker, load_stdlib, write_data_md
 
     from cg_helpers.tiny_model import build_gemma_causal_lm, train_tokenizer, write_model_info
 
@@ -137,12 +139,16 @@ def main(argv=None) -> int:
         "train": [r for r, _ in corpus.train], "heldout": [r for r, _ in corpus.heldout],
         "excluded": corpus.excluded}, indent=1))
 
-    tok_rng = random.Random(args.seed)
-    tok_texts = [t for _, t in corpus.train]
-    proto = train_tokenizer(tok_texts, vocab_size=args.vocab, input_sentence_size=400_000,
-                            seed=args.seed)
-    print(f"tokenizer trained in {time.time() - t_start:.0f}s", flush=True)
-    del tok_rng
+    if args.init_preset:
+        import keras_hub
+
+        init_lm = keras_hub.models.GemmaCausalLM.from_preset(args.init_preset)
+        proto = init_lm.preprocessor.tokenizer.proto
+        proto = proto if isinstance(proto, bytes) else bytes(proto)
+    else:
+        proto = train_tokenizer([t for _, t in corpus.train], vocab_size=args.vocab,
+                                input_sentence_size=400_000, seed=args.seed)
+        print(f"tokenizer trained in {time.time() - t_start:.0f}s", flush=True)
 
     import jax
     import jax.numpy as jnp
@@ -152,10 +158,15 @@ def main(argv=None) -> int:
         proto, num_layers=args.layers, hidden_dim=args.hidden, num_query_heads=args.heads,
         num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
         intermediate_dim=args.intermediate, sequence_length=args.seq_len, seed=args.seed)
+    if args.init_preset:
+        for dst, src in zip(lm.backbone.weights, init_lm.backbone.weights):
+            dst.assign(src.value)
+        del init_lm
     n_params = lm.backbone.count_params()
     print(f"model: {n_params:,} params", flush=True)
     maker = SampleMaker(proto, args.seq_len, args.context_weight)
-    data = prefetch(batches(corpus.train, maker, args, random.Random(args.seed)))
+    data_seed = args.seed + (1 if args.init_preset else 0)  # new samples when continuing
+    data = prefetch(batches(corpus.train, maker, args, random.Random(data_seed)))
 
     tv = [v.value for v in lm.trainable_variables]
     ntv = [v.value for v in lm.non_trainable_variables]
@@ -215,19 +226,28 @@ def main(argv=None) -> int:
         write_model_info(out, {
             "name": f"practice-codegemma-{size}", "label": "offline practice model, not CodeGemma",
             "practice": True, "kind": "trained", "context_length": args.seq_len,
-            "params": int(n_params), "trained_steps": int(step_i), "saved_as": tag,
+            "params": int(n_params), "trained_steps": int(step_i + offset["step"]), "saved_as": tag,
+            "trained_tokens": int(tokens + offset["tokens"]),
             "weights_dtype": dtype})
+        write_data_md(out, json.loads((log_dir / "corpus.json").read_text()), vars(args))
         print(f"saved {tag} -> {out}", flush=True)
 
     budget = args.minutes * 60 - (time.time() - t_start) - 60  # leave a minute to save
     train_start = time.time()
     step_i = 0
     total_steps = None
+    offset = {"step": 0, "tokens": 0, "minutes": 0.0}
+    prev_log = log_dir / "loss.jsonl"
+    if args.init_preset and prev_log.is_file() and prev_log.read_text().strip():
+        last = json.loads(prev_log.read_text().strip().splitlines()[-1])
+        offset = {k: last[k] for k in offset}
+        print(f"continuing the loss log after {offset}", flush=True)
     last_ckpt = time.time()
     tokens = 0
     ema = None
-    log_f = open(log_dir / "loss.jsonl", "w")
-    (log_dir / "args.json").write_text(json.dumps(vars(args), indent=1))
+    log_f = open(log_dir / "loss.jsonl", "a" if args.init_preset else "w")
+    args_name = "args_continued.json" if args.init_preset else "args.json"
+    (log_dir / args_name).write_text(json.dumps(vars(args), indent=1))
     while True:
         x, y, w = next(data)
         step_i += 1
@@ -253,9 +273,10 @@ def main(argv=None) -> int:
         if step_i % 10 == 0:
             lv = float(loss)
             ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-            rec = {"step": step_i, "minutes": round((time.time() - t_start) / 60, 3),
+            rec = {"step": step_i + offset["step"], "batch": args.batch,
+                   "minutes": round(offset["minutes"] + (time.time() - t_start) / 60, 3),
                    "loss": round(lv, 4), "loss_ema": round(ema, 4), "lr": float(lr),
-                   "grad_norm": round(float(gn), 3), "tokens": tokens}
+                   "grad_norm": round(float(gn), 3), "tokens": tokens + offset["tokens"]}
             log_f.write(json.dumps(rec) + "\n")
             log_f.flush()
             if step_i % 100 == 0:
