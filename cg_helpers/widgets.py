@@ -267,8 +267,7 @@ class CompletionUI:
                                    self.code], layout=W.Layout(display="none"))
 
         # --- generation controls
-        context = int(getattr(completer, "context_length", 8192) or 8192)
-        top = max(8, min(1024, context // 2))
+        top = self._max_tokens_for(completer)
         self.max_new_tokens = W.IntSlider(value=min(max_new_tokens, top), min=1, max=top,
                                           description="Max new tokens",
                                           style={"description_width": "initial"},
@@ -363,6 +362,12 @@ class CompletionUI:
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+    @staticmethod
+    def _max_tokens_for(completer: Any) -> int:
+        """Slider limit: half the context (the prompt needs the rest), at most 1024."""
+        context = int(getattr(completer, "context_length", 8192) or 8192)
+        return max(8, min(1024, context // 2))
 
     @staticmethod
     def _label(text: str) -> W.HTML:
@@ -481,6 +486,9 @@ class CompletionUI:
     def set_completer(self, completer: Any) -> None:
         """Use another completer (e.g. after loading a model); the typed code is kept."""
         self.completer = completer
+        top = self._max_tokens_for(completer)
+        self.max_new_tokens.value = min(self.max_new_tokens.value, top)
+        self.max_new_tokens.max = top
         self._header.value = (f'<div style="font-size:15px"><b>Fill in the middle</b> · '
                               f'{_model_html(completer)}</div>')
         self._clear_message()
@@ -585,8 +593,9 @@ class CompletionUI:
         if stream is not None:
             stream.stop()
 
-    def wait(self, timeout: float | None = 60.0) -> bool:
-        """Wait for the running completion or warm-up to end; True if it has ended."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the running completion or warm-up to end (``timeout`` in seconds, None =
+        no limit); True if it has ended."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)

@@ -72,16 +72,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _model_parameters(test_preset_dir: Path) -> dict:
+def _model_parameters(request) -> dict:
+    """The practice model when the package has it, else the tiny test preset (built lazily)."""
     from cg_helpers.loading import PRACTICE_PRESET_DIR
 
     if (PRACTICE_PRESET_DIR / "config.json").is_file():
         return {"OFFLINE": True}
-    return {"PRESET": str(test_preset_dir), "OFFLINE": False}
+    return {"PRESET": str(request.getfixturevalue("test_preset_dir")), "OFFLINE": False}
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, test_preset_dir):
+def workdir(tmp_path_factory, request):
     """A temp dir with the parameterized notebook copy, fresh Jupyter/XDG dirs and settings."""
     import nbformat
     from papermill.iorw import load_notebook_node
@@ -89,7 +90,7 @@ def workdir(tmp_path_factory, test_preset_dir):
 
     root = tmp_path_factory.mktemp("browser")
     nb = load_notebook_node(str(NOTEBOOK))
-    params = dict(_model_parameters(Path(test_preset_dir)), MAX_NEW_TOKENS=16)
+    params = dict(_model_parameters(request), MAX_NEW_TOKENS=16)
     nb = parameterize_notebook(nb, params, kernel_name="python3", language="python")
     (root / "nb").mkdir()
     nbformat.write(nb, root / "nb" / NOTEBOOK.name)

@@ -339,3 +339,13 @@ def test_ui_displays_as_a_widget():
     assert isinstance(ui, CompletionUI)
     bundle = ui._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_set_completer_adapts_the_token_limit_to_the_context():
+    ui = build_ui(None, max_new_tokens=900)
+    assert ui.max_new_tokens.max == 1024 and ui.max_new_tokens.value == 900
+    small = FakeCompleter()
+    small.context_length = 256
+    ui.set_completer(small)
+    assert ui.max_new_tokens.max == 128 and ui.max_new_tokens.value == 128
+    assert "fake model" in ui.status_text and "no model" not in ui.status_text
