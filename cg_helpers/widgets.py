@@ -172,8 +172,8 @@ def format_status(result: CompletionResult, completer: Any = None) -> str:
     return f'<div class="cg-status">{line}</div>'
 
 
-def explain_error(err: BaseException | None, *, max_new_tokens: int | None = None,
-                  marker: str = fim.DEFAULT_CURSOR) -> tuple[str, str]:
+def explain_error(err: BaseException | None, *,
+                  max_new_tokens: int | None = None) -> tuple[str, str]:
     """``(title, advice)`` for an error, in words a person can act on. ``None`` = no model.
 
     Example:
@@ -500,8 +500,7 @@ class CompletionUI:
         if err is not None:
             self.last_traceback = "".join(traceback.format_exception(type(err), err,
                                                                      err.__traceback__))
-        title, advice = explain_error(err, max_new_tokens=self.max_new_tokens.value,
-                                      marker=self.cursor_marker)
+        title, advice = explain_error(err, max_new_tokens=self.max_new_tokens.value)
         self.message.value = (f'<div class="cg-error">⚠ <b>{html.escape(title)}.</b> '
                               f"{html.escape(advice)}</div>")
         self.message.layout.display = ""
