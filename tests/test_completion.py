@@ -237,3 +237,10 @@ def test_tensorflow_backend_stream_equals_complete(test_preset_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-2] == "OK" and int(out.stdout.split()[-1]) <= 3
+
+
+def test_warmup_compiles_generate_and_stream(test_lm):
+    c = Completer(test_lm, name="tiny", context_length=512)
+    seconds = c.warmup(max_new_tokens=8)
+    kinds = {shape[0] for shape in c.shapes_used}
+    assert seconds > 0 and kinds == {"generate", "stream"}
