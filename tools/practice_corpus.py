@@ -246,6 +246,10 @@ class SampleMaker:
                 spm_order: bool = False):
         m = self.encode(middle)[: self.seq_len // 3] + [FILE_SEPARATOR]
         budget = self.seq_len + 1 - len(m)
+        # Vary where <|fim_middle|> lands: if every row were filled to the same length, the
+        # model would learn to stop at an absolute position instead of at the end of the middle.
+        if rng.random() < 0.75:
+            budget = rng.randint(min(24, budget), budget)
         if spm_order:
             p, s = self.encode(prefix), self.encode(suffix)
             room = budget - 4
@@ -317,7 +321,7 @@ def write_data_md(out_dir: str | Path, corpus_json: dict, args: dict) -> Path:
         "line, 14 % 2-6 lines.",
         f"- FIM, SPM order (about {args.get('spm_frac', 0):.0%}): "
         "`<bos><|fim_suffix|>{suffix}<|fim_prefix|>{prefix}<|fim_middle|>{middle}<|file_separator|>`.",
-        f"- Plain left-to-right (about {args.get('lm_frac', 0):.0%}): `<bos>{code}`.",
+        f"- Plain left-to-right (about {args.get('lm_frac', 0):.0%}): `<bos>{{code}}`.",
         f"- Loss weights: 1.0 on the middle and the `<|file_separator|>` after it, "
         f"{args.get('context_weight')} on the prefix/suffix tokens, 1.0 on plain samples.",
         "",

@@ -274,6 +274,7 @@ def main(argv=None) -> int:
             lv = float(loss)
             ema = lv if ema is None else 0.95 * ema + 0.05 * lv
             rec = {"step": step_i + offset["step"], "batch": args.batch,
+                   "context_weight": args.context_weight, "lm_frac": args.lm_frac,
                    "minutes": round(offset["minutes"] + (time.time() - t_start) / 60, 3),
                    "loss": round(lv, 4), "loss_ema": round(ema, 4), "lr": float(lr),
                    "grad_norm": round(float(gn), 3), "tokens": tokens + offset["tokens"]}
