@@ -110,7 +110,11 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) 
 def save_plot(fig: Any, name: str, out_dir: Path, m: dict[str, Any], note: str = "") -> Path:
     """Save ``fig`` as ``out_dir/name.png`` with the machine in a footer."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    footer = machine_line(m) + (f"\n{note}" if note else "")
+    import textwrap
+
+    width = int(fig.get_figwidth() * 19)
+    footer = "\n".join(textwrap.wrap(machine_line(m), width)
+                       + (textwrap.wrap(note, width) if note else []))
     fig.text(0.01, 0.005, footer, fontsize=7, va="bottom", ha="left", color="#555555")
     fig.subplots_adjust(bottom=0.22)
     path = out_dir / f"{name}.png"
@@ -193,6 +197,26 @@ def never_stop(lm: Any) -> None:
     emb.assign(arr)
 
 
+def snapshot(preset: Path, cache_dir: Path) -> Path:
+    """A private copy of ``preset`` (keyed by its files' sizes and times).
+
+    The practice model may be re-saved by a training run while a benchmark runs; every process
+    of one benchmark must load the same weights.
+    """
+    import hashlib
+    import shutil
+
+    files = sorted(p for p in preset.rglob("*") if p.is_file())
+    key = hashlib.sha1("".join(f"{p.relative_to(preset)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                               for p in files).encode()).hexdigest()[:12]
+    target = cache_dir / f"{preset.name}_{key}"
+    if not (target / "config.json").is_file():
+        tmp = cache_dir / f".{target.name}.{os.getpid()}"
+        shutil.copytree(preset, tmp, dirs_exist_ok=True)
+        tmp.rename(target)
+    return target
+
+
 def resolve_model(spec: str, cache_dir: Path | None = None) -> Path:
     """A preset directory for ``spec``: ``practice``, ``small``, ``medium``, ``tiny``, ``auto``
     or a path. ``auto`` is the practice model when it is installed, else ``small`` (random, the
@@ -203,7 +227,7 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> Path:
     if spec == "practice":
         from cg_helpers.loading import practice_preset_path
 
-        return practice_preset_path()
+        return snapshot(practice_preset_path(), cache_dir)
     if spec == "medium":
         return make_medium_preset(cache_dir / "medium")
     if spec == "small":

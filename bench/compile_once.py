@@ -6,7 +6,8 @@
 (c) ``cg_helpers.completion.Completer.complete`` (length buckets, one stop tuple);
 (c3) the Completer with the proposed bounded decode (``bench/_proposed.py``): the compiled loop
      stops each row at its budget instead of running to the end of the bucket;
-(c2) (optional) the Completer with finer buckets (factor 2 instead of 4).
+(c4) (c3) with finer buckets (factor 2 instead of 4: 128, 256, ..., 4096);
+(c2) (optional) the shipped Completer with factor-2 buckets.
 
 Requests: prompt lengths log-spread from a few tokens to about ``--max-prompt`` (2,000) tokens,
 budgets from 8 to 128 new tokens, cut from Python source in a fixed seeded order. Each way gets a
@@ -41,12 +42,14 @@ from _common import (RESULTS_DIR, CompileCounter, emit, machine, machine_line,  
                      write_results)
 
 SEED_MAX_LENGTH = 128
-METHODS = ("a_seed_128", "b_exact_length", "c_completer", "c3_bounded", "c2_completer_fine")
-DEFAULT_METHODS = METHODS[:4]
+METHODS = ("a_seed_128", "b_exact_length", "c_completer", "c3_bounded", "c4_bounded_fine",
+           "c2_completer_fine")
+DEFAULT_METHODS = METHODS[:5]
 LABELS = {"a_seed_128": "(a) seed: max_length=128",
           "b_exact_length": "(b) exact max_length",
           "c_completer": "(c) Completer",
           "c3_bounded": "(c3) Completer + bounded decode (proposed)",
+          "c4_bounded_fine": "(c4) = (c3) with factor-2 buckets (proposed)",
           "c2_completer_fine": "(c2) Completer, factor-2 buckets"}
 
 
@@ -107,6 +110,11 @@ def child(backend: str, args: argparse.Namespace) -> None:
             from _proposed import BoundedCompleter
 
             completer = BoundedCompleter(lm, name="bench", context_length=ctx)
+        elif method == "c4_bounded_fine":
+            from _proposed import BoundedCompleter
+
+            completer = BoundedCompleter(lm, name="bench", context_length=ctx,
+                                         buckets=default_buckets(ctx, factor=2))
         elif method == "c2_completer_fine":
             completer = Completer(lm, name="bench", context_length=ctx,
                                   buckets=default_buckets(ctx, factor=2))
@@ -160,11 +168,16 @@ def summarise(results: list[dict]) -> tuple[list[dict], str]:
         methods = res["methods"]
         ref = methods.get("b_exact_length", {}).get("middles")
         lost = sum(1 for n in res["prompt_tokens"] if n > SEED_MAX_LENGTH)
+        # Requests that fit the seed's 128 tokens (prompt + budget): (a)'s own domain.
+        fits = [i for i, (n, k) in enumerate(zip(res["prompt_tokens"], res["budgets"]))
+                if n + k <= SEED_MAX_LENGTH]
         for m, r in methods.items():
             correct = (sum(_same(x, y, m) for x, y in zip(r["middles"], ref)) if ref else None)
             row = {"backend": res["backend"], "method": LABELS[m], "total_s": r["total_s"],
                    "compiles": r["compiles"], "correct": f"{correct}/{res['n']}",
-                   "lost_suffix": lost if m == "a_seed_128" else 0}
+                   "lost_suffix": lost if m == "a_seed_128" else 0,
+                   f"s_on_{len(fits)}_short": sum(r["times"][i] for i in fits),
+                   "s_excl_first": sum(r["times"][1:])}
             if "b_exact_length" in methods:
                 row["b/this"] = methods["b_exact_length"]["total_s"] / r["total_s"]
             if "a_seed_128" in methods:
@@ -219,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args)
         return 0
     m = machine()
+    args.model = str(resolve_model(args.model))     # one snapshot for every child process
     child_args = ["--model", args.model, "--n", str(args.n), "--max-prompt", str(args.max_prompt),
                   "--context", str(args.context), "--seed", str(args.seed),
                   "--methods", *args.methods]
@@ -234,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         "`correct`: equal to the full-context greedy completion ((b) by construction; for (a), "
         "which has no per-call budget, starting with it). "
         "`lost_suffix`: prompts over 128 tokens, whose suffix and <|fim_middle|> the packer cut "
-        "off in (a). `b/this`: speed-up over (b); `this/a`: time relative to (a).",
+        "off in (a). `b/this`: speed-up over (b); `this/a`: time relative to (a). "
+        "`s_on_N_short`: time on the N requests whose prompt + budget fit in 128 tokens, "
+        "where (a) is valid. `s_excl_first`: total without the first call (its compile).",
     ])
     print(md)
     if not args.tiny or args.out != RESULTS_DIR:

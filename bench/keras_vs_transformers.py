@@ -147,7 +147,8 @@ def summarise(res: dict) -> list[dict]:
     return out
 
 
-def plot(rows: list[dict], out_dir: Path, m: dict, note: str) -> Path:
+def plot(rows: list[dict], out_dir: Path, m: dict, note: str,
+         name: str = "keras_vs_transformers") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +165,7 @@ def plot(rows: list[dict], out_dir: Path, m: dict, note: str) -> Path:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"Keras vs transformers, identical weights (greedy identical: "
                  f"{rows[0]['identical_greedy']})")
-    return save_plot(fig, "keras_vs_transformers", out_dir, m, note)
+    return save_plot(fig, name, out_dir, m, note)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--nice", type=int, default=10)
+    p.add_argument("--tag", default="", help="suffix for the result file names, e.g. _medium")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args)
         return 0
     m = machine()
+    args.model = str(resolve_model(args.model))     # one snapshot for every child process
     child_args = ["--model", args.model, "--n", str(args.n), "--max-prompt", str(args.max_prompt),
                   "--context", str(args.context),
                   "--torch-threads", *map(str, args.torch_threads)]
@@ -206,10 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         "`decode_ms_per_token`: (64 tokens - 1 token) / 63 on one short prompt."])
     print(md)
     if not args.tiny or args.out != RESULTS_DIR:
-        write_results(args.out, "keras_vs_transformers", md, rows)
-        (args.out / "keras_vs_transformers.json").write_text(
+        name = "keras_vs_transformers" + args.tag
+        write_results(args.out, name, md, rows)
+        (args.out / f"{name}.json").write_text(
             json.dumps({"machine": m, "result": res}, indent=1))
-        print("plot:", plot(rows, args.out, m, note))
+        print("plot:", plot(rows, args.out, m, note, name))
     return 0
 
 
