@@ -17,13 +17,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from .tiny_model import read_model_info
 
 __all__ = [
     "PresetInfo", "PRESETS", "DTYPE_BYTES", "PRACTICE_PRESET_DIR", "LoadedModel",
     "practice_preset_path", "resolve_preset", "load_model", "kaggle_model_page",
+    "load_or_practice", "practice_banner",
 ]
 
 #: Bytes per parameter for each weight dtype (int8/int4 ignore the small per-channel scales).
@@ -230,3 +231,52 @@ def load_model(preset: str | Path | None = "code_gemma_2b_en", dtype: str | None
     return LoadedModel(model=model, preset=target, name=name, label=label, is_practice=practice,
                        kind=kind, dtype=getattr(model, "dtype_policy", None) and model.dtype_policy.name,
                        context_length=context, seconds=seconds, info=info)
+
+
+def practice_banner(label: str, what: str = "completions") -> str:
+    """The loud notice shown wherever the practice model's output appears.
+
+    Example:
+        >>> print(practice_banner("offline practice model, not CodeGemma").splitlines()[1])
+        !!  OFFLINE PRACTICE MODEL: offline practice model, not CodeGemma
+    """
+    return "\n".join(["!" * 78, f"!!  OFFLINE PRACTICE MODEL: {label}",
+                      f"!!  This is NOT CodeGemma: its {what} say nothing about CodeGemma's.",
+                      "!" * 78])
+
+
+def load_or_practice(preset: str | Path | None = "code_gemma_2b_en", *, offline: bool = False,
+                     dtype: str | None = None, what: str = "completions",
+                     echo: Callable[[str], Any] = print) -> LoadedModel:
+    """Load ``preset``, or the offline practice model when ``offline`` or when no Kaggle
+    credentials are found; says which, loudly (the notebooks' loading step).
+
+    * A Kaggle preset first looks for credentials (:func:`cg_helpers.credentials.find_credentials`,
+      which shows where they came from, never the key). None found: the reason, then the
+      practice model.
+    * ``dtype=None`` picks one for this machine (:func:`cg_helpers.memory.choose_dtype`:
+      float16 on a T4, bfloat16 on Ampere/TPU, float32 on CPU) and says why.
+    * Kaggle 401/403 errors come out actionable (see :func:`load_model`).
+
+    Example:
+        >>> loaded = load_or_practice("code_gemma_2b_en", offline=OFFLINE)   # doctest: +SKIP
+    """
+    use_practice = offline or preset in (None, "practice")
+    if not use_practice and str(preset) in PRESETS:   # local directories need no credentials
+        from .credentials import KaggleCredentialsError, find_credentials
+
+        try:
+            echo(str(find_credentials()))
+        except KaggleCredentialsError as err:
+            echo(f"{err}\n\n>>> No usable Kaggle credentials: using the offline practice model instead.")
+            use_practice = True
+    if dtype is None:
+        from .memory import choose_dtype
+
+        dtype = choose_dtype()
+        reason = getattr(dtype, "reason", "")
+        echo(f"dtype: {dtype}" + (f" - {reason}" if reason else ""))
+    loaded = load_model("practice" if use_practice else preset, dtype=str(dtype))
+    if loaded.is_practice:
+        echo(practice_banner(loaded.label, what))
+    return loaded

@@ -90,3 +90,28 @@ def test_gated_403_becomes_an_actionable_error(monkeypatch):
     with pytest.raises(Exception) as err:
         load_model("code_gemma_7b_en")
     assert "https://www.kaggle.com/models/keras/codegemma/keras/code_gemma_7b_en" in str(err.value)
+
+
+def test_load_or_practice_falls_back_loudly_without_credentials(monkeypatch, tmp_path, test_preset_dir):
+    from cg_helpers.loading import load_or_practice
+
+    for var in ["KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"]:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CG_PRACTICE_PRESET", str(test_preset_dir))
+    said = []
+    loaded = load_or_practice("code_gemma_2b_en", echo=said.append)
+    text = "\n".join(said)
+    assert loaded.is_practice
+    assert "No usable Kaggle credentials" in text and "NOT CodeGemma" in text
+    assert "dtype: float32" in text                       # CPU here
+
+
+def test_load_or_practice_offline_skips_credentials(monkeypatch, test_preset_dir):
+    from cg_helpers.loading import load_or_practice
+
+    monkeypatch.setenv("CG_PRACTICE_PRESET", str(test_preset_dir))
+    said = []
+    loaded = load_or_practice("code_gemma_7b_en", offline=True, dtype="float32", echo=said.append)
+    assert loaded.is_practice and len(said) == 1 and "OFFLINE PRACTICE MODEL" in said[0]
