@@ -112,7 +112,7 @@ def save_plot(fig: Any, name: str, out_dir: Path, m: dict[str, Any], note: str =
     out_dir.mkdir(parents=True, exist_ok=True)
     import textwrap
 
-    width = int(fig.get_figwidth() * 19)
+    width = int(fig.get_figwidth() * 16)
     footer = "\n".join(textwrap.wrap(machine_line(m), width)
                        + (textwrap.wrap(note, width) if note else []))
     fig.text(0.01, 0.005, footer, fontsize=7, va="bottom", ha="left", color="#555555")
