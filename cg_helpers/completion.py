@@ -231,6 +231,7 @@ class Completer:
         self._seed_state: list[Any] = []
         self._lock = threading.Lock()
         self._step_fns: dict[str, Any] = {}
+        _bound_generate(lm)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -335,12 +336,16 @@ class Completer:
         rows = list(prompts_ids) + [prompts_ids[0]] * (batch_size - len(prompts_ids))
         token_ids = np.full((batch_size, bucket), self.pad_id, dtype="int32")
         mask = np.zeros((batch_size, bucket), dtype=bool)
+        end = np.zeros((batch_size,), dtype="int32")
         for r, ids in enumerate(rows):
             token_ids[r, :len(ids)] = ids
             mask[r, :len(ids)] = True
+            end[r] = len(ids) + max_new_tokens
         self._shapes.add(("generate", bucket, batch_size, stop_ids, self._sampling))
         fn = self.lm.make_generate_function()
-        out = fn({"token_ids": token_ids, "padding_mask": mask}, stop_token_ids=stop_ids)
+        # end_index is data (traced), so budgets never recompile; rows stop at their budget.
+        out = fn({"token_ids": token_ids, "padding_mask": mask, "end_index": end},
+                 stop_token_ids=stop_ids)
         out_ids = np.asarray(out["token_ids"])
         results = []
         for r, ids in enumerate(prompts_ids):
@@ -607,6 +612,43 @@ class Completer:
         handle.result = self._result(fitted, new, stop_tok, seconds, bucket, first,
                                      stopped=handle.stopped and stop_tok is None
                                      and len(new) < max_new_tokens, middle=final)
+
+
+def _bound_generate(lm: Any) -> None:
+    """Make ``lm``'s compiled generate stop each row at ``inputs["end_index"]``.
+
+    KerasHub's loop otherwise runs to the padded length (the bucket) unless every row emits a
+    stop token. Once a row reaches its end, its logits become a one-hot on a stop id, so the
+    sampler emits that stop token and KerasHub's early exit ends the loop. Idempotent.
+    """
+    if getattr(lm, "_cg_bounded", False):
+        return
+    from keras import ops
+
+    cls_step, cls_call = type(lm).generate_step, type(lm).call_with_cache
+
+    def generate_step(inputs: dict, stop_token_ids: Any = None) -> dict:
+        inputs = dict(inputs)
+        end = inputs.pop("end_index", None)
+        if end is None or stop_token_ids is None:
+            return cls_step(lm, inputs, stop_token_ids)
+        stop_id = int(stop_token_ids[0])
+
+        def call_with_cache(token_ids: Any, cache: Any, cache_update_index: Any) -> Any:
+            logits, hidden, cache = cls_call(lm, token_ids, cache, cache_update_index)
+            done = ops.greater_equal(cache_update_index + 1, ops.cast(end, "int32"))
+            forced = (ops.one_hot(stop_id, logits.shape[-1], dtype=logits.dtype) - 1.0) * 1e9
+            return ops.where(ops.reshape(done, (-1, 1, 1)), forced, logits), hidden, cache
+
+        lm.call_with_cache = call_with_cache
+        try:
+            return cls_step(lm, inputs, stop_token_ids)
+        finally:
+            del lm.call_with_cache
+
+    lm.generate_step = generate_step
+    lm.generate_function = None
+    lm._cg_bounded = True
 
 
 def _pick(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:

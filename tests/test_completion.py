@@ -244,3 +244,25 @@ def test_warmup_compiles_generate_and_stream(test_lm):
     seconds = c.warmup(max_new_tokens=8)
     kinds = {shape[0] for shape in c.shapes_used}
     assert seconds > 0 and kinds == {"generate", "stream"}
+
+
+def test_generation_stops_at_the_budget_not_at_the_bucket_end(completer, test_lm):
+    """KerasHub's loop runs to the padded length unless a stop id appears; the Completer bounds
+    it at prompt + max_new_tokens, so nothing past that position is generated."""
+    ids = [completer.bos_id] + completer._tokenize(fim.fim_prompt("x = [", "]"))
+    bucket, budget = 128, 3
+    token_ids = np.zeros((1, bucket), dtype="int32")
+    token_ids[0, :len(ids)] = ids
+    mask = token_ids != 0
+    fn = test_lm.make_generate_function()
+    out = fn({"token_ids": token_ids, "padding_mask": mask,
+              "end_index": np.array([len(ids) + budget], dtype="int32")},
+             stop_token_ids=completer.fim_stop_ids)
+    row = np.asarray(out["token_ids"])[0]
+    assert (row[len(ids) + budget + 1:] == completer.pad_id).all()      # never reached
+    assert row[len(ids) + budget] in completer.fim_stop_ids or \
+        any(t in completer.fim_stop_ids for t in row[len(ids):len(ids) + budget])
+    r = completer.complete("x = [", "]", max_new_tokens=budget)
+    assert r.generated_tokens <= budget + 1
+    if r.stop_reason == "length":
+        assert r.generated_tokens == budget and r.stop_token is None
