@@ -48,8 +48,8 @@ DEFAULT_METHODS = METHODS[:5]
 LABELS = {"a_seed_128": "(a) seed: max_length=128",
           "b_exact_length": "(b) exact max_length",
           "c_completer": "(c) Completer",
-          "c3_bounded": "(c3) Completer + bounded decode (proposed)",
-          "c4_bounded_fine": "(c4) = (c3) with factor-2 buckets (proposed)",
+          "c3_bounded": "(c3) Completer + bounded decode (now shipped)",
+          "c4_bounded_fine": "(c4) = (c3) with factor-2 buckets",
           "c2_completer_fine": "(c2) Completer, factor-2 buckets"}
 
 

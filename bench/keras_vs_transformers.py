@@ -135,7 +135,7 @@ def summarise(res: dict) -> list[dict]:
                 "identical_greedy": f"{sum(res['identical'])}/{len(res['identical'])}"}
 
     out.append(row(f"Keras ({res['backend']}) Completer", res["rows"]["keras"], "keras"))
-    out.append(row(f"Keras ({res['backend']}) Completer + bounded decode (proposed)",
+    out.append(row(f"Keras ({res['backend']}) Completer + bounded decode (now shipped)",
                    res["rows"]["keras_bounded"], "keras_bounded"))
     out[-1]["identical_greedy"] += "" if res["bounded_identical"] else " (differs from Completer!)"
     for threads, rows in res["hf_rows"].items():
