@@ -384,4 +384,10 @@ def test_08_evaluate_fim(tmp_path, fake_key, practice_env):
 
 @notebooks
 def test_09_scale_out(tmp_path, fake_key, practice_env):
-    execute("09_scale_out.ipynb", tmp_path, fake_key, practice_env)
+    _, text, _ = execute("09_scale_out.ipynb", tmp_path, fake_key, practice_env)
+    assert "8 devices: cpu:0" in text                                 # 8 virtual devices
+    assert "NOT CodeGemma" in text
+    assert "code_gemma_7b_en in float16 on 2 x T4" in text            # memory plan, 2xT4
+    assert "TPU v3-8" in text and "weights per device    2.13 GB" in text
+    assert "P('model', None, None)" in text                           # weights really split
+    assert "gives the same completions as the sharded model: True" in text
