@@ -204,11 +204,16 @@ def main(argv=None) -> int:
         return new_tv, new_m, new_v, loss, gn
 
     def save(tag: str, final: bool = False) -> None:
+        """Save to a temp dir, then swap it in (readers never see a half-written preset)."""
+        import shutil
+
         for var, val in zip(lm.trainable_variables, tv):
             var.assign(val)
-        # Checkpoints go to the output dir too, so a usable model exists if the run stops.
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        target = Path(args.out) if final else log_dir / "checkpoint"
+        tmp = target.with_name(target.name + ".tmp")
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         to_save = lm
         dtype = args.dtype
         if dtype == "auto":
@@ -221,16 +226,25 @@ def main(argv=None) -> int:
                 sequence_length=args.seq_len, seed=args.seed, dtype=dtype)
             for dst, src in zip(to_save.backbone.weights, lm.backbone.weights):
                 dst.assign(keras.ops.cast(src.value, dst.dtype))
-        to_save.save_to_preset(str(out))
+        to_save.save_to_preset(str(tmp))
         size = f"{args.hidden}h{args.layers}l"
-        write_model_info(out, {
+        write_model_info(tmp, {
             "name": f"practice-codegemma-{size}", "label": "offline practice model, not CodeGemma",
             "practice": True, "kind": "trained", "context_length": args.seq_len,
             "params": int(n_params), "trained_steps": int(step_i + offset["step"]), "saved_as": tag,
             "trained_tokens": int(tokens + offset["tokens"]),
             "weights_dtype": dtype})
-        write_data_md(out, json.loads((log_dir / "corpus.json").read_text()), vars(args))
-        print(f"saved {tag} -> {out}", flush=True)
+        write_data_md(tmp, json.loads((log_dir / "corpus.json").read_text()), vars(args))
+        if final and target.is_dir():      # keep the docs written next to the weights
+            for extra in target.iterdir():
+                if extra.is_file() and not (tmp / extra.name).exists():
+                    shutil.copy2(extra, tmp / extra.name)
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        print(f"saved {tag} -> {target}", flush=True)
 
     budget = args.minutes * 60 - (time.time() - t_start) - 60  # leave a minute to save
     train_start = time.time()
@@ -290,7 +304,10 @@ def main(argv=None) -> int:
         if time.time() - train_start >= budget:
             break
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:
-            save(f"step {step_i}")
+            try:
+                save(f"step {step_i}")
+            except OSError as err:  # a failed checkpoint must not end the run
+                print(f"checkpoint failed ({err}); training goes on", flush=True)
             last_ckpt = time.time()
     log_f.close()
     save(f"final step {step_i}", final=True)

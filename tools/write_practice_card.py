@@ -86,7 +86,9 @@ def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path
         "Target: 90 %.",
         f"- **Seed example 1** (`import ` + `\\nif __name__ == \"__main__\":\\n    sys.exit(0)`): "
         f"`import ` seed -> `{imp['got']}`" + (" (stopped)" if imp["stopped"] else " (did not stop)")
-        + (" - correct." if imp["ok"] else " - wrong (expected `sys`)."),
+        + (" - correct." if imp["ok"] else " - wrong (expected `sys`): it writes the whole line "
+           "again. `tests/test_practice_model.py` asserts this documented text and keeps the "
+           "identifier check as a strict expected failure until a better model ships."),
         f"- **Seed example 2** (`calculate_age` body): `{seeds['calculate_age']['got']!s}`"
         + (" (stopped)" if seeds['calculate_age']["stopped"] else " (did not stop)")
         + (" - correct." if seeds['calculate_age']["ok"] else
@@ -100,16 +102,16 @@ def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path
     lines += [
         "",
         "## What the model is not",
-        "- Not CodeGemma: 1,000-2,000 times smaller, trained for an hour on a laptop-class CPU "
-        "on a few million tokens of one codebase. Do not judge CodeGemma by it.",
+        "- Not CodeGemma: over 2,000 times smaller than CodeGemma 2B, trained for about an hour on a "
+        f"shared CPU on {last['tokens'] / 1e6:.1f}M tokens of one codebase. Do not judge CodeGemma by it.",
         "- Not for real use: no safety work, no instruction tuning (the turn markers exist but "
         "were never trained), no knowledge beyond the standard library's style.",
         "- The random test model (`cg_helpers.tiny_model.make_test_preset`) stays for unit "
         "tests where quality does not matter.",
         "",
         "## What more compute would buy",
-        "The loss was still falling when the budget ran out (see the plot): the model saw each "
-        "training file only a few times and is far from converged. The field notes measured "
+        "The loss was still falling slowly when the budget ran out, with the learning rate decayed "
+        "(see the plot): the model saw each training file about three times and is far from converged. The field notes measured "
         "about 10k tokens/s for a model of this size on an idle 2-core machine versus the "
         "0.5-4k here; several hours idle (50-100M tokens), or a larger model (4-15M "
         "parameters) trained for the same number of tokens on a GPU in minutes, is what the "
