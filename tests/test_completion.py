@@ -125,7 +125,7 @@ def test_twenty_varied_completions_compile_at_most_four_times(test_lm):
         assert completer.compile_count <= 4
         assert len(traces) == completer.compile_count and len(traces) >= len(lengths)
     finally:
-        del test_lm.generate_step
+        test_lm.generate_step = original       # the Completer's bounded version
         test_lm.generate_function = None
 
 
