@@ -125,8 +125,10 @@ def save_plot(fig: Any, name: str, out_dir: Path, m: dict[str, Any], note: str =
     return path
 
 
-def write_results(out_dir: Path, name: str, md: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Write ``name.md`` (the printed report) and ``name.csv`` (the rows)."""
+def write_results(out_dir: Path, name: str, md: str, rows: Sequence[dict[str, Any]],
+                  raw: dict[str, Any] | None = None) -> None:
+    """Write ``name.md`` (the printed report), ``name.csv`` (the rows) and, given ``raw``
+    (machine and per-backend results), ``name.json``."""
     import csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +141,8 @@ def write_results(out_dir: Path, name: str, md: str, rows: Sequence[dict[str, An
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(rows)
+    if raw is not None:
+        (out_dir / f"{name}.json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------- models

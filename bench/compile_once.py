@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -254,9 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(md)
     if not args.tiny or args.out != RESULTS_DIR:
-        write_results(args.out, "compile_once", md, rows)
-        (args.out / "compile_once.json").write_text(json.dumps(
-            {"machine": m, "results": results}, indent=1))
+        write_results(args.out, "compile_once", md, rows, {"machine": m, "results": results})
         print("plot:", plot(results, args.out, m, note))
     return 0
 

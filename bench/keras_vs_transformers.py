@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -221,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     if not args.tiny or args.out != RESULTS_DIR:
         name = "keras_vs_transformers" + args.tag
-        write_results(args.out, name, md, rows)
-        (args.out / f"{name}.json").write_text(
-            json.dumps({"machine": m, "result": res}, indent=1))
+        write_results(args.out, name, md, rows, {"machine": m, "result": res})
         print("plot:", plot(rows, args.out, m, note, name))
     return 0
 

@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -210,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "`bare_step_ms`: one compiled call_with_cache step, no sampling or Python loop."])
     print(md)
     if not args.tiny or args.out != RESULTS_DIR:
-        write_results(args.out, "limit", md, rows)
-        (args.out / "limit.json").write_text(json.dumps({"machine": m, "results": results},
-                                                        indent=1))
+        write_results(args.out, "limit", md, rows, {"machine": m, "results": results})
         print("plot:", plot(rows, args.out, m, note))
     return 0
 

@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -159,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     "`first_call_*`: the first (compiling) call, excluded from the medians."])
     print(md)
     if not args.tiny or args.out != RESULTS_DIR:
-        write_results(args.out, "streaming", md, rows)
-        (args.out / "streaming.json").write_text(json.dumps({"machine": m, "results": results},
-                                                            indent=1))
+        write_results(args.out, "streaming", md, rows, {"machine": m, "results": results})
         print("plot:", plot(rows, args.out, m, note))
     return 0
 
