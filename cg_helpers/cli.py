@@ -137,7 +137,7 @@ def _load(args: argparse.Namespace):
     try:
         loaded = load_model(args.preset, dtype=args.dtype)
     except (ValueError, FileNotFoundError, TypeError) as err:
-        if args.preset is not None and "Unknown preset" in str(err) or isinstance(err, FileNotFoundError):
+        if isinstance(err, FileNotFoundError) or "Unknown preset" in str(err):
             raise UsageError(str(err))
         raise
     return Completer.from_loaded(loaded)
@@ -173,8 +173,7 @@ def _complete(args: argparse.Namespace) -> int:
     context = []
     for p in args.context:
         try:
-            context.append(fim.ContextFile(p.name if not p.is_absolute() else p.name,
-                                           p.read_text(encoding="utf-8")))
+            context.append(fim.ContextFile(p.name, p.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise UsageError(f"--context {p} does not exist.")
     on_sentinel = "strip" if args.strip_sentinels else "error"
