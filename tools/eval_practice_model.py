@@ -10,6 +10,9 @@ Metrics (greedy decoding, stop ids ``(1, 67, 68, 69, 70)``):
 * **stops properly**: a stop token is emitted within ``--max-new-tokens`` and the middle holds no
   newline (it ends at the end of the line, where the suffix begins).
 * the two seed examples from the CodeGemma tutorial.
+* with ``--humaneval N``: HumanEval single-line infilling pass@1 on a seeded sample of ``N``
+  tasks, through the same ``Completer`` the CLI uses (``cg_helpers.evaluation``); the summary
+  goes to ``humaneval.json`` next to ``--json``.
 
 Example:
     KERAS_BACKEND=jax python tools/eval_practice_model.py --preset cg_helpers/presets/practice_codegemma
@@ -125,6 +128,26 @@ def evaluate(preset: str, n: int = 300, max_new: int = 32, seed: int = 0, show: 
     return result, examples
 
 
+def humaneval(preset: str, n: int, out: str | Path, seed: int = 0, max_new: int = 32) -> dict:
+    """HumanEval single-line infilling pass@1 on a seeded sample of ``n`` tasks; writes ``out``."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    from cg_helpers.completion import Completer
+    from cg_helpers.evaluation import run_evaluation
+    from cg_helpers.loading import load_model
+
+    import tempfile
+
+    completer = Completer.from_loaded(load_model(preset))
+    with tempfile.TemporaryDirectory() as tmp:   # a fresh run: never resume older rows
+        report = run_evaluation(completer, "single-line", sample=n, seed=seed,
+                                max_new_tokens=max_new, batch_size=8, workers=1,
+                                results_path=Path(tmp) / "rows.jsonl", progress=False)
+    print(report.table())
+    summary = report.summary()
+    Path(out).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Evaluate the offline practice model.")
     ap.add_argument("--preset", default=str(ROOT / "cg_helpers/presets/practice_codegemma"))
@@ -133,6 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--show", type=int, default=10)
     ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--humaneval", type=int, default=0, metavar="N",
+                    help="also run HumanEval single-line infilling on a seeded sample of N "
+                    "tasks (writes humaneval.json beside --json, or in the preset)")
     args = ap.parse_args(argv)
     result, examples = evaluate(args.preset, args.n, args.max_new_tokens, args.seed, args.show)
     for e in examples:
@@ -140,6 +166,10 @@ def main(argv=None) -> int:
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps({"result": result, "examples": examples}, indent=1))
+    if args.humaneval:
+        folder = Path(args.json).parent if args.json else Path(args.preset)
+        humaneval(args.preset, args.humaneval, folder / "humaneval.json", args.seed,
+                  args.max_new_tokens)
     return 0
 
 

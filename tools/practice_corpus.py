@@ -217,12 +217,14 @@ def choose_split(text: str, rng: random.Random) -> tuple[str, str, str]:
 class SampleMaker:
     """Turns (prefix, middle, suffix) text into fixed-length token rows with loss weights."""
 
-    def __init__(self, proto: bytes, seq_len: int, context_weight: float = 0.2):
+    def __init__(self, proto: bytes, seq_len: int, context_weight: float = 0.2,
+                 short_frac: float = 0.75):
         import sentencepiece as spm
 
         self.sp = spm.SentencePieceProcessor(model_proto=proto)
         self.seq_len = seq_len
         self.context_weight = context_weight
+        self.short_frac = short_frac
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text) if text else []
@@ -248,7 +250,7 @@ class SampleMaker:
         budget = self.seq_len + 1 - len(m)
         # Vary where <|fim_middle|> lands: if every row were filled to the same length, the
         # model would learn to stop at an absolute position instead of at the end of the middle.
-        if rng.random() < 0.75:
+        if rng.random() < self.short_frac:
             budget = rng.randint(min(24, budget), budget)
         if spm_order:
             p, s = self.encode(prefix), self.encode(suffix)

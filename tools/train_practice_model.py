@@ -54,6 +54,9 @@ def parse_args(argv=None):
     ap.add_argument("--generated-frac", type=float, default=0.08)
     ap.add_argument("--lm-frac", type=float, default=0.12)
     ap.add_argument("--spm-frac", type=float, default=0.05)
+    ap.add_argument("--short-frac", type=float, default=0.75,
+                    help="share of FIM rows cut to a random shorter length (so that the model "
+                    "does not learn to stop at a fixed position); the rest fill the row")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--init-preset", help="continue from this preset's weights and tokenizer "
                     "(fresh optimizer state); appends to --log/loss.jsonl")
@@ -164,7 +167,7 @@ def main(argv=None) -> int:
         del init_lm
     n_params = lm.backbone.count_params()
     print(f"model: {n_params:,} params", flush=True)
-    maker = SampleMaker(proto, args.seq_len, args.context_weight)
+    maker = SampleMaker(proto, args.seq_len, args.context_weight, args.short_frac)
     data_seed = args.seed + (1 if args.init_preset else 0)  # new samples when continuing
     data = prefetch(batches(corpus.train, maker, args, random.Random(data_seed)))
 
