@@ -580,29 +580,32 @@ class Completer:
         stop_tok: str | None = None
         first: float | None = None
         t0 = time.perf_counter()
+        # The lock is held per model call, never across a ``yield``: a consumer that pauses
+        # mid-stream (or abandons it without stop()) must not block other calls.
+        # Mirror KerasHub's generate_step exactly (so greedy output is identical): seed the
+        # cache over the padded prompt, then re-run the last prompt token as the first step.
         with self._lock:
-            # Mirror KerasHub's generate_step exactly (so greedy output is identical): seed the
-            # cache over the padded prompt, then re-run the last prompt token as the first step.
             cache = prefill(token_ids)
-            token, index = ids[-1], len(ids) - 1
-            while len(new) < max_new_tokens and not handle.stopped and index < bucket - 1:
+        token, index = ids[-1], len(ids) - 1
+        while len(new) < max_new_tokens and not handle.stopped and index < bucket - 1:
+            with self._lock:
                 logits, cache = step(np.asarray([[token]], dtype="int32"), cache,
                                      np.asarray(index, dtype="int32"))
-                next_id = _pick(np.asarray(ops.convert_to_numpy(logits), dtype="float32")[0],
-                                sampling, rng)
-                if next_id in stop_ids:
-                    stop_tok = self._id_to_stop[next_id]
-                    break
-                new.append(next_id)
-                token, index = next_id, index + 1
-                text = self._detokenize(new)
-                # Hold back an incomplete UTF-8 sequence (byte-fallback pieces) until complete.
-                safe = text.rstrip("\ufffd")
-                if len(safe) > len(emitted) and safe.startswith(emitted):
-                    piece, emitted = safe[len(emitted):], safe
-                    if first is None:
-                        first = time.perf_counter() - t0
-                    yield piece
+                logits = np.asarray(ops.convert_to_numpy(logits), dtype="float32")[0]
+            next_id = _pick(logits, sampling, rng)
+            if next_id in stop_ids:
+                stop_tok = self._id_to_stop[next_id]
+                break
+            new.append(next_id)
+            token, index = next_id, index + 1
+            text = self._detokenize(new)
+            # Hold back an incomplete UTF-8 sequence (byte-fallback pieces) until complete.
+            safe = text.rstrip("\ufffd")
+            if len(safe) > len(emitted) and safe.startswith(emitted):
+                piece, emitted = safe[len(emitted):], safe
+                if first is None:
+                    first = time.perf_counter() - t0
+                yield piece
         final = self._detokenize(new)
         if final != emitted and final.startswith(emitted):
             if first is None:

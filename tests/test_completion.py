@@ -85,6 +85,27 @@ def test_stream_can_be_stopped(completer):
     assert len(got) == 1 and stream.result.stop_reason == "stopped"
 
 
+def test_a_paused_stream_does_not_block_other_calls(completer):
+    import threading
+
+    # The random model may stop at once; find a prompt that yields at least one piece.
+    for before, after in PROMPTS:
+        if list(completer.stream(before, after, max_new_tokens=8)):
+            break
+    else:
+        pytest.skip("the random model produced no output")
+    paused = iter(completer.stream(before, after, max_new_tokens=8))
+    next(paused)                                   # the consumer now sits mid-stream
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (completer.complete("x = ", "\n",
+                                                                  max_new_tokens=4),
+                                              done.set()), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done.is_set(), "complete() waited on a paused stream's lock"
+    list(paused)                                   # the paused stream still finishes
+
+
 def test_stream_holds_back_incomplete_utf8(completer, monkeypatch):
     import cg_helpers.completion as completion
 
