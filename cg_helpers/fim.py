@@ -379,6 +379,13 @@ def _lines_from_end(text: str) -> list[str]:
     return text.splitlines(keepends=True)[::-1]
 
 
+# No token of a code tokenizer spans more characters than this (CodeGemma's longest pieces are
+# whitespace runs of 31). A text of more than ``budget * _MAX_CHARS_PER_TOKEN`` characters
+# therefore cannot fit in ``budget`` tokens, and is not tokenized whole just to learn that. The
+# bound only picks a path: if a tokenizer broke it, the prompt would still fit, just be trimmed.
+_MAX_CHARS_PER_TOKEN = 64
+
+
 def _take_near_cursor(pieces: list[str], budget: int, counter: TokenCounter, chunk: int = 64
                       ) -> tuple[int, int]:
     """How many pieces (nearest first) fit in ``budget`` tokens, by per-piece counts.
@@ -387,13 +394,17 @@ def _take_near_cursor(pieces: list[str], budget: int, counter: TokenCounter, chu
     the lines that can fit. Returns ``(n_pieces, tokens_used)``.
     """
     used, n = 0, 0
+    too_long = (max(budget, 0) + 1) * _MAX_CHARS_PER_TOKEN   # such a piece cannot fit at all
     for start in range(0, len(pieces), chunk):
-        counts = counter(pieces[start:start + chunk])
-        for c in counts:
+        part = pieces[start:start + chunk]
+        cut = next((i for i, p in enumerate(part) if len(p) > too_long), len(part))
+        for c in counter(part[:cut]) if cut else []:
             if used + c > budget:
                 return n, used
             used += c
             n += 1
+        if cut < len(part):
+            return n, used
     return n, used
 
 
@@ -437,9 +448,10 @@ def fit_to_budget(
 
     budget = limit - max_new_tokens - extra_tokens
     full = build(before, after)
-    full_count = counter([full])[0]
-    if full_count <= budget:
-        return FittedPrompt(full, before, after, full_count + extra_tokens, 0, 0)
+    if len(full) <= budget * _MAX_CHARS_PER_TOKEN:   # else it cannot fit: skip counting it all
+        full_count = counter([full])[0]
+        if full_count <= budget:
+            return FittedPrompt(full, before, after, full_count + extra_tokens, 0, 0)
 
     fixed = counter([build("", "")])[0]
     room = budget - fixed
@@ -486,7 +498,7 @@ def fit_to_budget(
 
 def _tail_chars(text: str, budget: int, counter: TokenCounter) -> str:
     """The longest tail of ``text`` that fits in ``budget`` tokens (binary search)."""
-    lo, hi = 0, len(text)
+    lo, hi = 0, min(len(text), (max(budget, 0) + 1) * _MAX_CHARS_PER_TOKEN)
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if counter([text[len(text) - mid:]])[0] <= budget:
@@ -498,7 +510,7 @@ def _tail_chars(text: str, budget: int, counter: TokenCounter) -> str:
 
 def _head_chars(text: str, budget: int, counter: TokenCounter) -> str:
     """The longest head of ``text`` that fits in ``budget`` tokens (binary search)."""
-    lo, hi = 0, len(text)
+    lo, hi = 0, min(len(text), (max(budget, 0) + 1) * _MAX_CHARS_PER_TOKEN)
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if counter([text[:mid]])[0] <= budget:

@@ -177,6 +177,21 @@ def test_budget_on_one_huge_line_keeps_the_characters_nearest_the_cursor():
     assert fit.prompt_tokens <= 190
 
 
+def test_budget_never_tokenizes_a_huge_file_whole():
+    seen = []
+
+    def recording_tokenizer(text):
+        seen.append(len(text))
+        return list(text)
+
+    before = "".join(f"line {i}\n" for i in range(200_000)) + "x = "      # ~2 MB
+    after = "y" * 1_000_000 + "\nlast line\n"          # the cursor's line is 1 MB long
+    fit = fit_to_budget(before, after, recording_tokenizer, 300, 20)
+    assert fit.before.endswith("line 199999\nx = ") and fit.after.startswith("yyy")
+    assert fit.prompt_tokens <= 280 and fit.prompt.endswith(FIM_MIDDLE)
+    assert max(seen) < 300 * fim._MAX_CHARS_PER_TOKEN
+
+
 def test_budget_error_when_context_files_alone_overflow():
     with pytest.raises(fim.BudgetError, match="context files alone"):
         fit_to_budget("a", "b", char_tokenizer, 100, 10, context_files=[("big.py", "x" * 500)])
