@@ -379,10 +379,11 @@ def _lines_from_end(text: str) -> list[str]:
     return text.splitlines(keepends=True)[::-1]
 
 
-# No token of a code tokenizer spans more characters than this (the practice tokenizer's longest
-# piece is 18 characters; 64 leaves room for larger code vocabularies). A text of more than ``budget * _MAX_CHARS_PER_TOKEN`` characters
-# therefore cannot fit in ``budget`` tokens, and is not tokenized whole just to learn that. The
-# bound only picks a path: if a tokenizer broke it, the prompt would still fit, just be trimmed.
+# No token of a code tokenizer spans more characters than this (the practice tokenizer's
+# longest piece is 18 characters; 64 leaves room for larger code vocabularies). A text of more
+# than ``budget * _MAX_CHARS_PER_TOKEN`` characters therefore cannot fit in ``budget`` tokens,
+# and is not tokenized whole just to learn that. The bound only picks a path: if a tokenizer
+# broke it, the prompt would still fit, just be trimmed more.
 _MAX_CHARS_PER_TOKEN = 64
 
 
