@@ -31,6 +31,8 @@ from pathlib import Path
 PAD, EOS, BOS = 0, 1, 2
 FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FILE_SEPARATOR = 67, 68, 69, 70
 STOP_IDS = (EOS, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FILE_SEPARATOR)
+#: Completion budgets (max_new_tokens) reserved after a full-length prompt in training rows.
+RESERVES = (16, 24, 32, 48, 64, 96, 128)
 
 EXCLUDED_WORDS = ("calculate_age", "birth_year", "current_year")
 _SEED1 = re.compile(
@@ -247,11 +249,17 @@ class SampleMaker:
     def fim_row(self, prefix: str, middle: str, suffix: str, rng: random.Random,
                 spm_order: bool = False):
         m = self.encode(middle)[: self.seq_len // 3] + [FILE_SEPARATOR]
-        budget = self.seq_len + 1 - len(m)
-        # Vary where <|fim_middle|> lands: if every row were filled to the same length, the
-        # model would learn to stop at an absolute position instead of at the end of the middle.
+        most = self.seq_len + 1 - len(m)
+        # Where <|fim_middle|> lands must not tell where the middle ends: rows filled to the end
+        # teach the model to stop at the last position, and at inference (a prompt trimmed to
+        # context - max_new_tokens) it then runs on past the line to reach it. So the prompt
+        # either gets a random shorter budget or fills the row up to a reserved completion
+        # budget, as Completer does, and the middle ends anywhere inside that reserve.
         if rng.random() < self.short_frac:
-            budget = rng.randint(min(24, budget), budget)
+            budget = rng.randint(min(24, most), most)
+        else:
+            reserve = max(len(m), rng.choice(RESERVES))
+            budget = max(min(24, most), self.seq_len + 1 - reserve)
         if spm_order:
             p, s = self.encode(prefix), self.encode(suffix)
             room = budget - 4
