@@ -334,6 +334,11 @@ def write_data_md(out_dir: str | Path, corpus_json: dict, args: dict) -> Path:
         f"- Plain left-to-right (about {args.get('lm_frac', 0):.0%}): `<bos>{{code}}`.",
         f"- Loss weights: 1.0 on the middle and the `<|file_separator|>` after it, "
         f"{args.get('context_weight')} on the prefix/suffix tokens, 1.0 on plain samples.",
+        f"- Row lengths: {args.get('short_frac', 0.75):.0%} of FIM prompts get a random budget "
+        "of 24 tokens up to the row; the rest fill the row up to a reserved completion budget "
+        f"({', '.join(map(str, RESERVES))} tokens, like `max_new_tokens`), so the position of "
+        "`<|file_separator|>` does not tell the model where the middle ends.",
+        "- These are the settings of the last training phase; the model card lists the phases.",
         "",
         "## The tutorial's seed examples are not in the data",
         "The two examples used to judge the model (`import ` + `if __name__ == \"__main__\":` "
