@@ -1,13 +1,17 @@
 """Write MODEL_CARD.md for the practice model from its eval.json, cg_model_info.json and loss log.
 
+The numbers come from the files; what only the person who ran the training knows comes from
+text files: ``--phases`` (a markdown list of the training phases), ``--hardware`` (one
+sentence) and ``--outlook`` (what more compute would buy).
+
 Example:
-    python tools/write_practice_card.py cg_helpers/presets/practice_codegemma /tmp/practice_run
+    python tools/write_practice_card.py cg_helpers/presets/practice_codegemma /tmp/practice_run \
+        --phases phases.md --hardware "2 idle CPU cores" --outlook outlook.md
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 
@@ -15,7 +19,8 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path:
+def write_card(preset: str | Path, log_dir: str | Path, notes: str = "", *,
+               hardware: str = "a 2-core CPU", outlook: str = "") -> Path:
     preset, log_dir = Path(preset), Path(log_dir)
     info = json.loads((preset / "cg_model_info.json").read_text())
     config = json.loads((preset / "config.json").read_text())["config"]
@@ -34,7 +39,7 @@ def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path
         f"**{info['name']}**: a {info['params'] / 1e6:.2f}M-parameter model with CodeGemma's "
         "architecture class (`keras_hub.models.GemmaCausalLM`) and CodeGemma's special tokens "
         "and ids, trained for about "
-        f"{last['minutes']:.0f} minutes on a shared 2-core CPU. It exists so that notebooks, the "
+        f"{last['minutes']:.0f} minutes on {hardware}. It exists so that notebooks, the "
         "CLI and the widget show real fill-in-the-middle behaviour offline, with no Kaggle "
         "account and no GPU. **It is not CodeGemma, it is not a distillation of it, and it is "
         "not for real use**: its completions are often wrong and it knows only the Python "
@@ -66,10 +71,12 @@ def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path
         "## Training",
         f"- `tools/train_practice_model.py` (JAX, jitted step over keras `stateless_call`, AdamW, "
         f"gradient clipping 1.0, warmup then cosine decay over a wall-clock budget), seed 1234.",
-        f"- Hardware: 2 CPU cores shared with other jobs (load average 6-12 during the run). "
-        f"{last['step']:,} steps, {last['tokens'] / 1e6:.1f}M tokens (padding excluded), "
-        f"{last['minutes']:.0f} minutes wall clock. Throughput swung between about 0.5k and 4k "
-        "tokens/s with the machine's load.",
+        f"- Hardware: {hardware}. In all {last['step']:,} logged steps, "
+        f"{last['tokens'] / 1e6:.1f}M tokens (padding excluded), {last['minutes']:.0f} minutes "
+        "wall clock.",
+        "- The run went in phases (all from `tools/train_practice_model.py`, the later ones with "
+        "`--init-preset`, which keeps the weights and tokenizer and restarts the optimizer "
+        "state and the learning-rate schedule):",
         notes,
         f"- Loss log: [loss.jsonl](loss.jsonl) (weighted cross-entropy, nats/token); plot: "
         "[loss.png](loss.png). Mean of the last 20 records: "
@@ -86,9 +93,8 @@ def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path
         "Target: 90 %.",
         f"- **Seed example 1** (`import ` + `\\nif __name__ == \"__main__\":\\n    sys.exit(0)`): "
         f"`import ` seed -> `{imp['got']}`" + (" (stopped)" if imp["stopped"] else " (did not stop)")
-        + (" - correct." if imp["ok"] else " - wrong (expected `sys`): it writes the whole line "
-           "again. `tests/test_practice_model.py` asserts this documented text and keeps the "
-           "identifier check as a strict expected failure until a better model ships."),
+        + (" - correct." if imp["ok"] else " - wrong (expected `sys`). "
+           "`tests/test_practice_model.py` asserts this documented text."),
         f"- **Seed example 2** (`calculate_age` body): `{seeds['calculate_age']['got']!s}`"
         + (" (stopped)" if seeds['calculate_age']["stopped"] else " (did not stop)")
         + (" - correct." if seeds['calculate_age']["ok"] else
@@ -102,28 +108,26 @@ def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path
     lines += [
         "",
         "## What the model is not",
-        "- Not CodeGemma: over 2,000 times smaller than CodeGemma 2B, trained for about an hour on a "
-        f"shared CPU on {last['tokens'] / 1e6:.1f}M tokens of one codebase. Do not judge CodeGemma by it.",
+        f"- Not CodeGemma: about {2.5e9 / info['params']:,.0f} times smaller than CodeGemma 2B, "
+        f"trained for {last['minutes'] / 60:.1f} hours on a CPU on "
+        f"{last['tokens'] / 1e6:.0f}M tokens of one codebase. Do not judge CodeGemma by it.",
         "- Not for real use: no safety work, no instruction tuning (the turn markers exist but "
         "were never trained), no knowledge beyond the standard library's style.",
         "- The random test model (`cg_helpers.tiny_model.make_test_preset`) stays for unit "
         "tests where quality does not matter.",
         "",
         "## What more compute would buy",
-        "The loss was still falling slowly when the budget ran out, with the learning rate decayed "
-        "(see the plot): the model saw each training file about three times and is far from converged. The field notes measured "
-        "about 10k tokens/s for a model of this size on an idle 2-core machine versus the "
-        "0.5-4k here; several hours idle (50-100M tokens), or a larger model (4-15M "
-        "parameters) trained for the same number of tokens on a GPU in minutes, is what the "
-        "15 % exact-match bar needs. More data of the same kind (permissively licensed "
-        "packages) matters once the stdlib is seen ~10 times.",
+        outlook,
         "",
         "## Reproduce",
+        "Each phase above is one `tools/train_practice_model.py` run; the exact arguments of "
+        "each are in [training_args.json](training_args.json). Then:",
         "```",
-        "KERAS_BACKEND=jax python tools/train_practice_model.py --minutes 100 --log /tmp/practice_run",
-        "KERAS_BACKEND=jax python tools/eval_practice_model.py -n 300 --json cg_helpers/presets/practice_codegemma/eval.json",
-        "python tools/plot_practice_loss.py /tmp/practice_run/loss.jsonl cg_helpers/presets/practice_codegemma/loss.png",
-        "python tools/write_practice_card.py cg_helpers/presets/practice_codegemma /tmp/practice_run",
+        "KERAS_BACKEND=jax python tools/eval_practice_model.py -n 300 --humaneval 200 \\",
+        "    --json cg_helpers/presets/practice_codegemma/eval.json",
+        "python tools/plot_practice_loss.py <log dir>/loss.jsonl cg_helpers/presets/practice_codegemma/loss.png",
+        "python tools/write_practice_card.py cg_helpers/presets/practice_codegemma <log dir> \\",
+        "    --phases phases.md --hardware '...' --outlook outlook.md",
         "```",
         "",
     ]
@@ -132,6 +136,21 @@ def write_card(preset: str | Path, log_dir: str | Path, notes: str = "") -> Path
     return path
 
 
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("preset")
+    ap.add_argument("log_dir")
+    ap.add_argument("--phases", help="markdown list of the training phases")
+    ap.add_argument("--hardware", default="a 2-core CPU")
+    ap.add_argument("--outlook", help="markdown: what more compute would buy")
+    args = ap.parse_args(argv)
+    read = lambda f: Path(f).read_text(encoding="utf-8").strip() if f else ""  # noqa: E731
+    print(write_card(args.preset, args.log_dir, read(args.phases), hardware=args.hardware,
+                     outlook=read(args.outlook)))
+    return 0
+
+
 if __name__ == "__main__":
-    notes = Path(sys.argv[3]).read_text() if len(sys.argv) > 3 else ""
-    print(write_card(sys.argv[1], sys.argv[2], notes.strip()))
+    raise SystemExit(main())
