@@ -387,6 +387,11 @@ def _lines_from_end(text: str) -> list[str]:
 _MAX_CHARS_PER_TOKEN = 64
 
 
+def _most_chars(budget: int) -> int:
+    """More characters than this cannot fit in ``budget`` tokens (see above)."""
+    return (max(budget, 0) + 1) * _MAX_CHARS_PER_TOKEN
+
+
 def _take_near_cursor(pieces: list[str], budget: int, counter: TokenCounter, chunk: int = 64
                       ) -> tuple[int, int]:
     """How many pieces (nearest first) fit in ``budget`` tokens, by per-piece counts.
@@ -395,7 +400,7 @@ def _take_near_cursor(pieces: list[str], budget: int, counter: TokenCounter, chu
     the lines that can fit. Returns ``(n_pieces, tokens_used)``.
     """
     used, n = 0, 0
-    too_long = (max(budget, 0) + 1) * _MAX_CHARS_PER_TOKEN   # such a piece cannot fit at all
+    too_long = _most_chars(budget)                    # such a piece cannot fit at all
     for start in range(0, len(pieces), chunk):
         part = pieces[start:start + chunk]
         cut = next((i for i, p in enumerate(part) if len(p) > too_long), len(part))
@@ -449,7 +454,7 @@ def fit_to_budget(
 
     budget = limit - max_new_tokens - extra_tokens
     full = build(before, after)
-    if len(full) <= budget * _MAX_CHARS_PER_TOKEN:   # else it cannot fit: skip counting it all
+    if len(full) <= _most_chars(budget):     # else it cannot fit: skip counting it all
         full_count = counter([full])[0]
         if full_count <= budget:
             return FittedPrompt(full, before, after, full_count + extra_tokens, 0, 0)
@@ -499,7 +504,7 @@ def fit_to_budget(
 
 def _tail_chars(text: str, budget: int, counter: TokenCounter) -> str:
     """The longest tail of ``text`` that fits in ``budget`` tokens (binary search)."""
-    lo, hi = 0, min(len(text), (max(budget, 0) + 1) * _MAX_CHARS_PER_TOKEN)
+    lo, hi = 0, min(len(text), _most_chars(budget))
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if counter([text[len(text) - mid:]])[0] <= budget:
@@ -511,7 +516,7 @@ def _tail_chars(text: str, budget: int, counter: TokenCounter) -> str:
 
 def _head_chars(text: str, budget: int, counter: TokenCounter) -> str:
     """The longest head of ``text`` that fits in ``budget`` tokens (binary search)."""
-    lo, hi = 0, min(len(text), (max(budget, 0) + 1) * _MAX_CHARS_PER_TOKEN)
+    lo, hi = 0, min(len(text), _most_chars(budget))
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if counter([text[:mid]])[0] <= budget:
